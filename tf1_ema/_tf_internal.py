@@ -1,0 +1,89 @@
+"""The few TensorFlow internals that parity with TF1 forces on us, in one place.
+
+Everything else in tf1_ema uses public ``tf`` / ``tf.compat.v1`` symbols. Each
+helper here says which public behaviour of the reference it reproduces and why
+no public symbol does the job. If a TensorFlow release moves one of these, the
+failure is confined to this module.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+# TF1 parity: a shadow is a ref variable exactly when its variable is one, and a
+# resource variable when its variable "acts as" one (distributed variables do).
+# The public `tf.__internal__` export answers the second question; the first
+# needs the RefVariable class, which has no public name.
+from tensorflow.python.ops import ref_variable as _ref_variable
+from tensorflow.python.distribute import distribute_lib as _distribute_lib
+
+
+def use_resource_like(primary) -> bool | None:
+    """The ``use_resource`` argument TF1 passes when it creates a slot for ``primary``.
+
+    Returns True for resource variables (and anything that acts as one), False
+    for ref variables, and None (TensorFlow's default) for tensors.
+    """
+    if tf.__internal__.ops.is_resource_variable(primary):
+        return True
+    if isinstance(primary, _ref_variable.RefVariable):
+        return False
+    return None
+
+
+def shared_name(variable) -> str:
+    """The name TF1 builds a variable's slot names from.
+
+    ``Variable._shared_name`` is the variable's op name without the replica
+    suffix that distribution strategies add; for plain variables it equals
+    ``variable.op.name``.
+    """
+    name = getattr(variable, "_shared_name", None)
+    if name is None:
+        name = variable.name[: -len(":0")] if variable.name.endswith(":0") else variable.op.name
+    return name
+
+
+def update_replica_id():
+    """The replica being updated inside ``strategy.extended.update``, else None.
+
+    TF1 parity: inside an update call (e.g. from an optimizer's apply step) the
+    moving-average update runs directly on the replica's variable instead of
+    opening a second, nested update. No public API tells the two apart.
+    """
+    return _distribute_lib.get_update_replica_id()
+
+
+def copy_slice_info(primary, slot) -> None:
+    """Gives a slot of a partitioned variable's part the matching save-slice info.
+
+    TF1 parity: checkpoints of partitioned variables store each shadow part
+    as a slice of one full shadow ``<full_name>/<slot name>``.
+    """
+    slice_info = getattr(primary, "_save_slice_info", None)
+    if not isinstance(primary, tf.Variable) or not slice_info:
+        return
+    real_slot_name = slot.name[len(primary.op.name + "/") : -2]
+    n = slot.shape.ndims
+    if n is None or n > 0:
+        slot._set_save_slice_info(  # pylint: disable=protected-access
+            tf.Variable.SaveSliceInfo(
+                slice_info.full_name + "/" + real_slot_name,
+                slice_info.full_shape[:n],
+                slice_info.var_offset[:n],
+                slice_info.var_shape[:n],
+            )
+        )
+
+
+def copy_xla_sharding(primary, slot):
+    """Copies an XLA sharding annotation from ``primary`` to a same-rank ``slot``.
+
+    TF1 parity: on TPU the shadow is sharded like its variable. A no-op for
+    variables without a sharding, i.e. everywhere but TPU programs.
+    """
+    if primary.shape.rank is None or slot.shape.rank is None or primary.shape.rank != slot.shape.rank:
+        return slot
+    from tensorflow.python.compiler.xla.experimental import xla_sharding  # pylint: disable=g-import-not-at-top
+
+    return xla_sharding.copy_sharding(primary, slot, use_sharding_op=False)

@@ -19,6 +19,18 @@ Every intermediate is rounded to the variable's dtype as TensorFlow rounds it:
 NumPy's float16 and ml_dtypes' bfloat16 round after each operation, as
 TensorFlow's kernels do.
 
+Beyond TF1, the opt-in schedules of ``tf1_ema.ExponentialMovingAverage``
+(keyword-only arguments; see ``scheduled_decay`` and ``schedule_phase``) turn
+the decay of one update, at step s, into
+
+    decay_t = min(decay, (1 + n) / (10 + n))                       # TF1 warm-up, if num_updates
+    decay_t = min(decay_t, 1 - (1 + s' / inv_gamma) ** -power)     # power warm-up, s' = max(s - start_step, 0)
+    decay_t = max(decay_t, min_decay)                              # floor, if min_decay
+    decay_t = decay_t ** k,  k = min(update_every, s - start_step + 1)   # if update_every
+
+where the update is skipped (the shadow held) unless s % update_every == 0,
+and the shadow copies the value (shadow = value) while s < start_step.
+
 Example:
     >>> float(effective_decay(0.99, num_updates=0))
     0.10000000149011612
@@ -157,14 +169,177 @@ def debias_step(biased: np.ndarray, local_step: np.generic, value: np.ndarray, o
     return shadow, biased, local_step
 
 
+# ---------------------------------------------------------------------------
+# Opt-in schedules (beyond TF1)
+# ---------------------------------------------------------------------------
+
+# Precision: TensorFlow's float32 pow and NumPy's differ in the last bit for
+# about a third of inputs (Eigen's vectorised pow against libm's powf). The two
+# schedule terms that need a pow are therefore evaluated in float64 and rounded
+# once to float32; the float64 results may still differ in their last bit, but
+# that never survived the rounding in 10**6 samples, and the rounding also makes
+# the term more accurate than a float32 pow would.
+
+
+def power_warmup_decay(step, inv_gamma: float, power: float, min_decay: float = 0.0, max_decay: float = 1.0) -> np.float32:
+    """The power warm-up: clip(1 - (1 + step / inv_gamma) ** -power, min_decay, max_decay).
+
+    ``1 - (1 + step / inv_gamma) ** -power`` is computed in float64 and rounded
+    once to float32; the clip is then taken in float32 as
+    max(min(term, max_decay), min_decay). ``step`` counts from the start of
+    averaging and is clamped at 0.
+
+    Args:
+      step: steps since averaging started (``s - start_step``).
+      inv_gamma: > 0; the larger, the slower the warm-up.
+      power: > 0; 2/3 suits runs of ~10**5 steps, 3/4 shorter ones.
+      min_decay: the floor of the result.
+      max_decay: the cap of the result, i.e. the decay without warm-up.
+
+    Returns:
+      The decay as ``np.float32``.
+
+    Example:
+      >>> float(power_warmup_decay(0, 1.0, 2 / 3))
+      0.0
+      >>> float(power_warmup_decay(7, 1.0, 1.0, max_decay=0.999))
+      0.875
+    """
+    s = np.maximum(np.float64(step), np.float64(0.0))
+    term = np.float32(np.float64(1.0) - np.power(np.float64(1.0) + s / np.float64(inv_gamma), -np.float64(power)))
+    return np.maximum(np.minimum(term, np.float32(max_decay)), np.float32(min_decay))
+
+
+def compensated_decay(decay: float, k) -> np.float32:
+    """The decay of one update that stands for k steps: decay ** k.
+
+    ``decay`` is the float32 decay of one step; the power is taken in float64
+    and rounded once to float32.
+
+    Args:
+      decay: the per-step decay.
+      k: the number of steps the update stands for (>= 1).
+
+    Returns:
+      The decay as ``np.float32``.
+
+    Example:
+      >>> float(compensated_decay(0.5, 3))
+      0.125
+    """
+    return np.float32(np.power(np.float64(np.float32(decay)), np.float64(k)))
+
+
+def steps_per_update(step: int, start_step: Optional[int] = None, update_every: int = 1) -> int:
+    """The k of ``compensated_decay``: min(update_every, step - start_step + 1), at least 1.
+
+    An update at step s stands for the steps since the previous one: update_every
+    steps, except for the first update after the start, which stands for the
+    steps since the last copy at start_step - 1 (the shadow's initial value
+    counts as a copy at step -1 when there is no start_step).
+
+    >>> steps_per_update(8, update_every=4), steps_per_update(5, start_step=4, update_every=4)
+    (4, 2)
+    """
+    start = 0 if start_step is None else int(start_step)
+    return int(min(max(int(step) - start + 1, 1), int(update_every)))
+
+
+COPY, HOLD, UPDATE = "copy", "hold", "update"
+
+
+def schedule_phase(step: int, start_step: Optional[int] = None, update_every: Optional[int] = None) -> str:
+    """What one run of the update op does at ``step``: ``"copy"``, ``"hold"`` or ``"update"``.
+
+    copy   if step < start_step               (shadow = value)
+    hold   elif step % update_every != 0      (shadow unchanged)
+    update otherwise                          (the usual moving-average step)
+
+    >>> [schedule_phase(s, start_step=2, update_every=2) for s in range(5)]
+    ['copy', 'copy', 'update', 'hold', 'update']
+    """
+    if start_step is not None and int(step) < int(start_step):
+        return COPY
+    if update_every is not None and int(step) % int(update_every) != 0:
+        return HOLD
+    return UPDATE
+
+
+def scheduled_decay(
+    decay: float,
+    step=None,
+    num_updates=None,
+    *,
+    start_step: Optional[int] = None,
+    update_every: Optional[int] = None,
+    inv_gamma: Optional[float] = None,
+    power: Optional[float] = None,
+    min_decay: Optional[float] = None,
+) -> np.float32:
+    """The decay of one update at ``step``, all schedules applied in this order:
+
+        decay_t = min(decay, (1 + n) / (10 + n))                       # if num_updates (TF1)
+        decay_t = power_warmup_decay(s - start_step, inv_gamma, power,
+                                     min_decay, max_decay=decay_t)     # if inv_gamma, power
+        decay_t = max(decay_t, min_decay)                              # else if min_decay
+        decay_t = compensated_decay(decay_t, steps_per_update(s, start_step, update_every))
+                                                                       # if update_every
+
+    All in float32 (the pows as ``power_warmup_decay`` and
+    ``compensated_decay`` state). Only meaningful in the ``"update"`` phase of
+    ``schedule_phase``.
+
+    Args:
+      decay: the decay, as given to the constructor (or by a rule).
+      step: the step counter s (needed by the power warm-up and update_every).
+      num_updates: TF1's counter n for its warm-up, or None.
+      start_step: the first step that averages, or None (0).
+      update_every: the update period in steps, or None.
+      inv_gamma: the power warm-up's scale, or None for no power warm-up.
+      power: the power warm-up's exponent, or None.
+      min_decay: the floor of the warmed-up decay, or None.
+
+    Returns:
+      The decay as ``np.float32``.
+
+    Example:
+      >>> float(scheduled_decay(0.999, step=7, inv_gamma=1.0, power=1.0))
+      0.875
+    """
+    d = effective_decay(decay, num_updates)
+    if inv_gamma is not None or power is not None:
+        start = 0 if start_step is None else int(start_step)
+        floor = 0.0 if min_decay is None else min_decay
+        d = power_warmup_decay(int(step) - start, inv_gamma, power, floor, d)
+    elif min_decay is not None:
+        d = np.maximum(d, np.float32(min_decay))
+    if update_every is not None:
+        d = compensated_decay(d, steps_per_update(step, start_step, update_every))
+    return d
+
+
 def ema_sequence(
     initial: np.ndarray,
     values,
     decay: float,
     num_updates=None,
     zero_debias: bool = False,
+    *,
+    steps=None,
+    start_step: Optional[int] = None,
+    update_every: Optional[int] = None,
+    inv_gamma: Optional[float] = None,
+    power: Optional[float] = None,
+    min_decay: Optional[float] = None,
 ) -> np.ndarray:
     """The shadow after each update of a sequence of values.
+
+    The shadow's dtype is ``initial``'s; each value is cast to it first, so a
+    float32 ``initial`` with float16 values is the float32 shadow of a float16
+    variable. With the keyword-only schedule arguments, each update follows
+    ``schedule_phase`` and ``scheduled_decay``: in the ``"copy"`` phase the
+    shadow becomes the value and a zero-debiased shadow's ``biased`` and
+    ``local_step`` stay as they are; in ``"hold"`` nothing changes.
 
     Args:
       initial: the shadow's initial value (the variable's value at ``apply()``;
@@ -173,6 +348,10 @@ def ema_sequence(
       decay: the constructor's decay.
       num_updates: None, or one step-counter value per update.
       zero_debias: whether the shadow is zero-debiased (tensors only in TF1).
+      steps: one step value per update for the schedules; default
+        ``num_updates``.
+      start_step, update_every, inv_gamma, power, min_decay: the schedule,
+        as in ``scheduled_decay``.
 
     Returns:
       An array of shape ``(len(values),) + initial.shape`` with the shadows.
@@ -181,14 +360,26 @@ def ema_sequence(
     dt = shadow.dtype
     biased = np.zeros_like(shadow)
     local_step = dt.type(0)
+    if steps is None:
+        steps = num_updates
+    schedule = dict(start_step=start_step, update_every=update_every, inv_gamma=inv_gamma, power=power, min_decay=min_decay)
+    scheduled = any(v is not None for v in schedule.values())
     out = []
     for i, value in enumerate(values):
         n = None if num_updates is None else num_updates[i]
-        omd = one_minus_decay(effective_decay(decay, n), dt)
-        if zero_debias:
-            shadow, biased, local_step = debias_step(biased, local_step, value, omd)
+        if scheduled:
+            phase = schedule_phase(steps[i], start_step, update_every)
+            decay_t = scheduled_decay(decay, steps[i], n, **schedule)
         else:
-            shadow = ema_step(shadow, value, omd)
+            phase, decay_t = UPDATE, effective_decay(decay, n)
+        if phase == COPY:
+            shadow = np.asarray(value).astype(dt)
+        elif phase == UPDATE:
+            omd = one_minus_decay(decay_t, dt)
+            if zero_debias:
+                shadow, biased, local_step = debias_step(biased, local_step, value, omd)
+            else:
+                shadow = ema_step(shadow, value, omd)
         out.append(shadow)
     return np.stack(out) if out else np.zeros((0,) + shadow.shape, dt)
 

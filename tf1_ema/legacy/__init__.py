@@ -1,0 +1,14 @@
+"""Source fixes and stand-ins for the parts of TensorFlow 1 that old code still reaches for.
+
+Nothing in this package imports TensorFlow at import time, so its pieces can be tested and
+used (by ``tf1_ema.cli``'s argument checks, by the Jupyter kernel's cell transformer) without
+paying for a TensorFlow import.
+
+Modules:
+    py2print: ``fix_print(source)`` turns Python 2 ``print x`` statements into calls.
+    input_data: ``tensorflow.examples.tutorials.mnist.input_data`` rebuilt on NumPy.
+    tf_examples: the ``tensorflow.examples`` module tree that holds ``input_data``.
+    contrib: the ``tf.contrib`` stand-in: common symbols mapped, the rest one clear error.
+    errors: the exceptions these stand-ins raise; their messages are complete, user-facing
+        sentences that name the problem and the fix.
+"""

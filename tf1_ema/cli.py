@@ -1,0 +1,182 @@
+"""The ``tf1-ema`` command line: argparse only; the work happens in the modules it calls.
+
+    tf1-ema run [options] SCRIPT [ARGS...]     run a TF1-era script unchanged
+    tf1-ema kernel install|remove [--user|--sys-prefix|--prefix P]
+    tf1-ema nbval-config                       print the nbval sanitize file's path
+
+Building the parser imports no TensorFlow, and neither does rejecting bad input, so
+``tf1-ema run missing.py`` answers at once. Everything after SCRIPT belongs to the script,
+verbatim (``--`` and ``-h`` included), as it would under ``python SCRIPT ARGS...``.
+"""
+
+import argparse
+import os
+import sys
+from typing import List, Optional, Sequence, Tuple
+
+from tf1_ema import __version__
+from tf1_ema.v1 import DEFAULT_NUMPY_PRINT, NUMPY_PRINT_ENV, NUMPY_PRINT_ERAS
+
+__all__ = ["build_parser", "main"]
+
+PROG = "tf1-ema"
+# `run` options that take a value; the splitter in main() must skip over it.
+_RUN_VALUE_OPTIONS = ("--numpy-print",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Returns the ``tf1-ema`` argument parser (each subcommand sets ``handler``)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Run TensorFlow 1 code, and its ExponentialMovingAverage, bit for bit on today's TensorFlow.",
+    )
+    parser.add_argument("--version", action="version", version="%s %s" % (PROG, __version__))
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run a TF1-era script unchanged",
+        description=(
+            "Run SCRIPT as `python SCRIPT ARGS...` would have with TensorFlow 1: `import tensorflow` "
+            "in it (and in the modules beside it) gives the TF1 API in graph mode, with tf1_ema's "
+            "ExponentialMovingAverage."
+        ),
+    )
+    run.add_argument(
+        "--numpy-print",
+        choices=NUMPY_PRINT_ERAS,
+        default=None,
+        help="how NumPy prints: 1.25 = NumPy 1.14-1.26, [10.0, 4.555]; 1.13 = pre-2018 digits, 4.5549998; "
+        "modern = NumPy 2, np.float32(10.0) (default: $%s, else %s)" % (NUMPY_PRINT_ENV, DEFAULT_NUMPY_PRINT),
+    )
+    run.add_argument(
+        "--no-py2-print",
+        dest="py2_print",
+        action="store_false",
+        help="do not translate Python 2 `print x` statements into calls",
+    )
+    mode = run.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--reference",
+        action="store_true",
+        help="use the stock tf.compat.v1.train.ExponentialMovingAverage instead of tf1_ema's",
+    )
+    mode.add_argument(
+        "--compare",
+        action="store_true",
+        help="run with both EMAs and report whether stdout is identical (exit 1 and a diff when not)",
+    )
+    run.add_argument("--tf-log", action="store_true", help="keep TensorFlow's C++ log lines and deprecation warnings")
+    run.add_argument("script", metavar="SCRIPT", help="the Python file to run")
+    run.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER, help="arguments for the script")
+    run.set_defaults(handler=_run)
+
+    kernel = commands.add_parser("kernel", help="install or remove the tf1-ema Jupyter kernel")
+    kernel_commands = kernel.add_subparsers(dest="kernel_command", metavar="ACTION", required=True)
+    for action, verb in (("install", "install"), ("remove", "remove")):
+        sub = kernel_commands.add_parser(action, help="%s the kernelspec" % verb)
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--user", action="store_true", help="for the current user only")
+        where.add_argument("--sys-prefix", action="store_true", help="into this Python environment (sys.prefix)")
+        where.add_argument("--prefix", metavar="PREFIX", default=None, help="under PREFIX/share/jupyter")
+        sub.set_defaults(handler=_kernel)
+
+    nbval = commands.add_parser("nbval-config", help="print the path of the nbval sanitize file")
+    nbval.set_defaults(handler=_nbval_config)
+    return parser
+
+
+def _split_run_argv(argv: List[str]) -> Tuple[List[str], Optional[List[str]]]:
+    """Splits ``run ... SCRIPT ARGS`` into (what we parse, the script's ARGS untouched).
+
+    argparse would swallow a ``--`` among ARGS and may claim options meant for the
+    script, so ARGS are cut off before parsing. Returns ``(argv, None)`` when there is no
+    ``run`` command with a SCRIPT.
+    """
+    command = next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
+    if command is None or argv[command] != "run":
+        return argv, None
+    index = command + 1
+    while index < len(argv):
+        token = argv[index]
+        if token == "--":
+            if index + 1 < len(argv):
+                return argv[:index] + [argv[index + 1]], argv[index + 2 :]
+            return argv, None
+        if token.startswith("-") and token != "-":
+            index += 2 if token in _RUN_VALUE_OPTIONS else 1
+            continue
+        return argv[: index + 1], argv[index + 1 :]
+    return argv, None
+
+
+def _error(command: str, message: str) -> None:
+    print("%s %s: error: %s" % (PROG, command, message), file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tf1_ema import runner, v1
+
+    try:
+        era = v1.resolve_numpy_print(args.numpy_print)
+    except ValueError as err:
+        _error("run", str(err))
+        return runner.EXIT_USAGE
+    problem = runner.check_script(args.script)
+    if problem:
+        _error("run", problem)
+        return runner.EXIT_USAGE
+    options = dict(numpy_print=era, py2_print=args.py2_print, tf_log=args.tf_log)
+    if args.compare:
+        return runner.compare(args.script, args.args, **options)
+    return runner.run(args.script, args.args, reference=args.reference, **options)
+
+
+def _kernel(args: argparse.Namespace) -> int:
+    try:
+        from tf1_ema import kernelspec
+    except ImportError as err:
+        _error("kernel", "Jupyter kernel support is not available (%s)" % err)
+        return 1
+    action = kernelspec.install if args.kernel_command == "install" else kernelspec.remove
+    try:
+        path = action(user=args.user, sys_prefix=args.sys_prefix, prefix=args.prefix)
+    except (OSError, ValueError) as err:
+        _error("kernel " + args.kernel_command, str(err))
+        return 1
+    print(path)
+    return 0
+
+
+def _nbval_config(args: argparse.Namespace) -> int:
+    try:
+        from tf1_ema import kernelspec
+    except ImportError as err:
+        _error("nbval-config", "Jupyter kernel support is not available (%s)" % err)
+        return 1
+    print(os.fspath(kernelspec.SANITIZE_FILE))
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs the ``tf1-ema`` command line and returns the exit code.
+
+    Args:
+        argv: the arguments after the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 on success, 2 for bad input, else what the command reports
+        (for ``run``, the script's own exit code).
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    head, script_args = _split_run_argv(argv)
+    try:
+        args = build_parser().parse_args(head)
+    except SystemExit as exit_:  # --help, --version, or a usage error already printed
+        return exit_.code if isinstance(exit_.code, int) else 2
+    if script_args is not None:
+        args.args = script_args
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return 130

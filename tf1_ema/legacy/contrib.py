@@ -249,8 +249,8 @@ def _build_layers(tf: Any) -> types.ModuleType:
         return variance_scaling_initializer(factor=1.0, mode="FAN_AVG", uniform=uniform, seed=seed, dtype=dtype)
 
     def flatten(inputs, outputs_collections=None, scope: Optional[str] = None):
-        """``tf.contrib.layers.flatten``: keeps the batch dimension, flattens the rest (tf.layers.flatten)."""
-        return _collect(tf, outputs_collections, tf.layers.flatten(inputs, name=scope))
+        """``tf.contrib.layers.flatten``: keeps the batch dimension, flattens the rest (tf.layers.Flatten)."""
+        return _collect(tf, outputs_collections, tf.layers.Flatten(name=scope).apply(inputs))
 
     def fully_connected(
         inputs, num_outputs: int, activation_fn=relu, normalizer_fn=None, normalizer_params=None,
@@ -305,24 +305,21 @@ def _build_layers(tf: Any) -> types.ModuleType:
                              variables_collections, outputs_collections)  # fmt: skip
 
     def max_pool2d(inputs, kernel_size, stride=2, padding="VALID", data_format="NHWC", outputs_collections=None, scope=None):
-        """``tf.contrib.layers.max_pool2d`` on ``tf.layers.max_pooling2d``."""
-        out = tf.layers.max_pooling2d(
-            inputs, kernel_size, stride, padding=padding, data_format=_channels(data_format), name=scope
-        )
+        """``tf.contrib.layers.max_pool2d`` on ``tf.layers.MaxPooling2D``."""
+        layer = tf.layers.MaxPooling2D(kernel_size, stride, padding=padding, data_format=_channels(data_format), name=scope)
+        out = layer.apply(inputs)
         return _collect(tf, outputs_collections, out)
 
     def avg_pool2d(inputs, kernel_size, stride=2, padding="VALID", data_format="NHWC", outputs_collections=None, scope=None):
-        """``tf.contrib.layers.avg_pool2d`` on ``tf.layers.average_pooling2d``."""
-        out = tf.layers.average_pooling2d(
-            inputs, kernel_size, stride, padding=padding, data_format=_channels(data_format), name=scope
-        )
+        """``tf.contrib.layers.avg_pool2d`` on ``tf.layers.AveragePooling2D``."""
+        layer = tf.layers.AveragePooling2D(kernel_size, stride, padding=padding, data_format=_channels(data_format), name=scope)
+        out = layer.apply(inputs)
         return _collect(tf, outputs_collections, out)
 
     def dropout(inputs, keep_prob=0.5, noise_shape=None, is_training=True, outputs_collections=None, scope=None, seed=None):
-        """``tf.contrib.layers.dropout``: keeps ``keep_prob`` of the units (tf.layers.dropout)."""
-        out = tf.layers.dropout(
-            inputs, rate=1 - keep_prob, noise_shape=noise_shape, seed=seed, training=is_training, name=scope
-        )
+        """``tf.contrib.layers.dropout``: keeps ``keep_prob`` of the units (tf.layers.Dropout)."""
+        layer = tf.layers.Dropout(rate=1 - keep_prob, noise_shape=noise_shape, seed=seed, name=scope)
+        out = layer.apply(inputs, training=is_training)
         return _collect(tf, outputs_collections, out)
 
     for function in (
@@ -389,10 +386,12 @@ def _finish_layer(tf, layer, inputs, activation_fn, normalizer_fn, normalizer_pa
         for collection in [key] + list(variables_collections or []):
             if variable not in tf.get_collection(collection):
                 tf.add_to_collection(collection, variable)
-    if normalizer_fn is not None:
-        outputs = normalizer_fn(outputs, **(normalizer_params or {}))
-    if activation_fn is not None:
-        outputs = activation_fn(outputs)
+    # TF1 parity: the normalizer and activation ops live in the layer's scope (Conv/Relu).
+    with tf.name_scope(outputs.op.name.rpartition("/")[0] + "/"):
+        if normalizer_fn is not None:
+            outputs = normalizer_fn(outputs, **(normalizer_params or {}))
+        if activation_fn is not None:
+            outputs = activation_fn(outputs)
     return _collect(tf, outputs_collections, outputs)
 
 

@@ -17,11 +17,12 @@ from typing import List, Optional, Sequence, Tuple
 from tf1_ema import __version__
 from tf1_ema.v1 import DEFAULT_NUMPY_PRINT, NUMPY_PRINT_ENV, NUMPY_PRINT_ERAS
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "parse_args", "main"]
 
 PROG = "tf1-ema"
 # `run` options that take a value; the splitter in main() must skip over it.
 _RUN_VALUE_OPTIONS = ("--numpy-print",)
+_PLACEHOLDER = "SCRIPT"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,12 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _split_run_argv(argv: List[str]) -> Tuple[List[str], Optional[List[str]]]:
-    """Splits ``run ... SCRIPT ARGS`` into (what we parse, the script's ARGS untouched).
+def _split_run_argv(argv: List[str]) -> Tuple[List[str], Optional[Tuple[str, List[str]]]]:
+    """Splits ``run [options] SCRIPT ARGS`` into (what argparse sees, (SCRIPT, ARGS)).
 
-    argparse would swallow a ``--`` among ARGS and may claim options meant for the
-    script, so ARGS are cut off before parsing. Returns ``(argv, None)`` when there is no
-    ``run`` command with a SCRIPT.
+    argparse would swallow a ``--`` among ARGS, claim options meant for the script, and
+    refuse a SCRIPT that starts with ``-`` even after ``--``; so SCRIPT and ARGS are cut
+    off first and argparse sees a placeholder SCRIPT. Returns ``(argv, None)`` when there
+    is no ``run`` command with a SCRIPT (argparse then reports what is wrong).
     """
     command = next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
     if command is None or argv[command] != "run":
@@ -101,12 +103,12 @@ def _split_run_argv(argv: List[str]) -> Tuple[List[str], Optional[List[str]]]:
         token = argv[index]
         if token == "--":
             if index + 1 < len(argv):
-                return argv[:index] + [argv[index + 1]], argv[index + 2 :]
+                return argv[:index] + [_PLACEHOLDER], (argv[index + 1], argv[index + 2 :])
             return argv, None
         if token.startswith("-") and token != "-":
             index += 2 if token in _RUN_VALUE_OPTIONS else 1
             continue
-        return argv[: index + 1], argv[index + 1 :]
+        return argv[:index] + [_PLACEHOLDER], (token, argv[index + 1 :])
     return argv, None
 
 
@@ -158,6 +160,25 @@ def _nbval_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parses a ``tf1-ema`` command line, keeping a script's own arguments verbatim.
+
+    Args:
+        argv: the arguments after the program name.
+
+    Returns:
+        The parsed arguments; ``handler`` is the function that runs the command.
+
+    Raises:
+        SystemExit: for ``--help``/``--version`` and usage errors, as argparse does.
+    """
+    head, script = _split_run_argv(list(argv))
+    args = build_parser().parse_args(head)
+    if script is not None:
+        args.script, args.args = script
+    return args
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the ``tf1-ema`` command line and returns the exit code.
 
@@ -168,14 +189,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         The exit code: 0 on success, 2 for bad input, else what the command reports
         (for ``run``, the script's own exit code).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    head, script_args = _split_run_argv(argv)
     try:
-        args = build_parser().parse_args(head)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as exit_:  # --help, --version, or a usage error already printed
         return exit_.code if isinstance(exit_.code, int) else 2
-    if script_args is not None:
-        args.args = script_args
     try:
         return args.handler(args)
     except KeyboardInterrupt:

@@ -1,0 +1,139 @@
+"""The ``tf1-ema`` Jupyter kernel: IPython whose cells run the way TF1 ran them.
+
+Every cell gets the semantics of ``tf1-ema run``, from the same code in
+``tf1_ema.v1`` and ``tf1_ema.legacy``:
+
+* ``import tensorflow as tf`` in a cell gives the TF1 namespace, whose
+  ``tf.train.ExponentialMovingAverage`` is ``tf1_ema.ExponentialMovingAverage``;
+  eager execution is off and ``tf.layers`` comes from tf-keras.
+* Python 2 ``print x`` statements are rewritten to calls, one cell at a time.
+* NumPy prints floats the way the era named by ``TF1_EMA_NUMPY_PRINT`` did
+  (``1.13``, ``1.25`` or ``modern``; default ``1.25``).
+* TensorFlow's log noise is silenced, so no stderr lands in cell outputs.
+
+The TF1 set-up runs before the kernel accepts any request. If it fails, the
+process prints why and exits non-zero: a client sees a dead kernel, never a
+plain eager one that would print different numbers.
+
+Launch with ``python -m tf1_ema.kernel -f CONNECTION_FILE`` (what the
+kernelspec does); install the kernelspec with ``tf1-ema kernel install``.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import List, Optional
+
+from ipykernel.ipkernel import IPythonKernel
+from ipykernel.kernelapp import IPKernelApp
+
+from tf1_ema import __version__
+from tf1_ema.kernelspec import DISPLAY_NAME, KERNEL_NAME
+from tf1_ema.legacy.py2print import fix_print
+
+_setup_done = False
+
+
+class TF1SetupError(RuntimeError):
+    """The TF1 environment could not be set up, so the kernel must not start."""
+
+
+def _is_user_code(module_globals: dict) -> bool:
+    """Whether ``module_globals`` is the namespace notebook cells run in."""
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    # Looked up on every import, not captured once: `%reset` and embedding
+    # code may hand the shell a new namespace.
+    return shell is not None and module_globals is shell.user_ns
+
+
+def _fix_print_lines(lines: List[str]) -> List[str]:
+    """IPython input transformer: Python 2 ``print`` statements to calls, per cell.
+
+    fix_print keeps the line count, so tracebacks point at the user's lines,
+    and returns anything it cannot parse unchanged for IPython to report.
+    """
+    return fix_print("".join(lines)).splitlines(keepends=True)
+
+
+def setup_tf1() -> None:
+    """Puts this process into TF1 mode for notebook cells; idempotent.
+
+    Silences TensorFlow's logs, sets the NumPy print era from
+    ``TF1_EMA_NUMPY_PRINT``, disables eager execution and installs the import
+    hook that hands cells the TF1 ``tensorflow`` namespace.
+
+    Raises:
+        TF1SetupError: If any step fails (for example TensorFlow cannot be
+            imported, or ``TF1_EMA_NUMPY_PRINT`` names an unknown era).
+    """
+    global _setup_done
+    if _setup_done:
+        return
+    try:
+        from tf1_ema import v1
+
+        v1.prepare_environment(tf_log=False)
+        v1.set_numpy_print(v1.resolve_numpy_print())
+        v1.install(_is_user_code)
+    except Exception as exc:
+        raise TF1SetupError(f"{type(exc).__name__}: {exc}") from exc
+    _setup_done = True
+
+
+class TF1Kernel(IPythonKernel):
+    """An IPython kernel whose cells see TensorFlow 1 with tf1_ema's EMA.
+
+    The process-wide set-up is :func:`setup_tf1`; this class adds the per-cell
+    Python 2 ``print`` fix and identifies itself in ``kernel_info``.
+    """
+
+    implementation = "tf1_ema"
+    implementation_version = __version__
+    banner = f"{DISPLAY_NAME}: `import tensorflow as tf` is TF1 with tf1_ema's ExponentialMovingAverage."
+
+    def __init__(self, **kwargs):
+        setup_tf1()
+        super().__init__(**kwargs)
+        # `post` transformers see the cell after IPython has turned `%magic`
+        # and `!cmd` lines into Python, so the fixer only ever sees Python.
+        self.shell.input_transformers_post.append(_fix_print_lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Starts the kernel; returns the exit status when it stops.
+
+    Args:
+        argv: Kernel application arguments (``-f CONNECTION_FILE`` ...);
+            default ``sys.argv[1:]``.
+
+    Returns:
+        0 after a normal shutdown, 1 if the TF1 set-up failed.
+    """
+    try:
+        setup_tf1()
+    except TF1SetupError as exc:
+        traceback.print_exc()
+        print(
+            f"\n{KERNEL_NAME} kernel: the TF1 set-up failed, so the kernel will not start "
+            f"(it never falls back to a plain eager kernel): {exc}",
+            file=sys.stderr,
+        )
+        return 1
+    # The kernel's own fd 2 stays the kernel's log: TensorFlow's C++ logging
+    # and the CUDA libraries write there from their own threads, and captured
+    # they would land as stderr in whichever cell happened to be running.
+    app = IPKernelApp.instance(kernel_class=TF1Kernel, capture_fd_output=False)
+    app.initialize(argv)
+    app.start()
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the importable module's main(), not this `__main__` copy, so that
+    # `tf1_ema.kernel` exists once in the process.
+    from tf1_ema.kernel import main as _main
+
+    sys.exit(_main())

@@ -12,19 +12,33 @@ same variable and op names, same collections, same errors. The update is
 with zero-debiasing (tensors only) as in ``tf1_ema._math``, the NumPy oracle
 this module is tested against. Every TF1 quirk kept on purpose is marked with a
 ``# TF1 parity:`` comment.
+
+Beyond TF1, keyword-only constructor arguments opt in to float32 shadows for
+low-precision variables, decay schedules (start step, update period with decay
+compensation, power warm-up, half-life) and per-variable rules. With their
+defaults the graph is the reference's, op for op.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional
+import dataclasses
+import numbers
+import re
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
+from tf1_ema import _math
 from tf1_ema import _tf_internal
 
 _v1 = tf.compat.v1
 
 FLOAT_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64)
+SHADOW_DTYPES = (tf.float32, tf.float64)
+
+# The non-decay actions of a rule.
+COPY = "copy"
+SKIP = "skip"
 _VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
 
 
@@ -85,15 +99,24 @@ def assign_moving_average(variable, value, decay, zero_debias: bool = True, name
                 return _zero_debias(strategy, v, value, one_minus_decay)
             return _update(strategy, v, update_fn, args=(value,))
 
-        replica_context = tf.distribute.get_replica_context()
-        if replica_context:
+        return _in_cross_replica_context(update, variable, value)
 
-            def merge_fn(strategy, v, value):
-                value = strategy.extended.reduce_to(tf.distribute.ReduceOp.MEAN, value, v)
-                return update(strategy, v, value)
 
-            return replica_context.merge_call(merge_fn, args=(variable, value))
-        return update(tf.distribute.get_strategy(), variable, value)
+def _in_cross_replica_context(update, variable, value):
+    """Calls ``update(strategy, variable, value)`` in cross-replica context.
+
+    In replica context the replicas' values are first averaged (MEAN) onto
+    ``variable``'s devices with ``merge_call``, as TF1 does.
+    """
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context:
+
+        def merge_fn(strategy, v, value):
+            value = strategy.extended.reduce_to(tf.distribute.ReduceOp.MEAN, value, v)
+            return update(strategy, v, value)
+
+        return replica_context.merge_call(merge_fn, args=(variable, value))
+    return update(tf.distribute.get_strategy(), variable, value)
 
 
 def _update(strategy, var, update_fn, args):
@@ -124,12 +147,18 @@ def _unique_in_scope(name: str) -> str:
     return name + "_%d" % idx
 
 
-def _zero_debias(strategy, unbiased_var, value, one_minus_decay):
+def _zero_debias(strategy, unbiased_var, value, one_minus_decay, opt_in: bool = False, gates: Optional["_Gates"] = None):
     """Assigns the zero-debiased average of ``value`` to ``unbiased_var``.
 
     biased     <- biased - (biased - value) * one_minus_decay
     local_step <- local_step + 1
     unbiased   <- biased / (1 - (1 - one_minus_decay) ** local_step)
+
+    With ``opt_in`` (the features beyond TF1) ``value`` is first cast to the
+    shadow's dtype, and with ``gates`` the three assignments take effect only
+    where ``gates.update_now``; where ``gates.copy_now`` the shadow becomes
+    ``value`` while ``biased`` and ``local_step`` keep their values, as in
+    ``_math.ema_sequence``.
     """
     with _v1.variable_scope(_strip_output_index(unbiased_var.name), values=[unbiased_var, value, one_minus_decay]):
         with tf.init_scope():
@@ -159,7 +188,98 @@ def _zero_debias(strategy, unbiased_var, value, one_minus_decay):
         bias_factor = 1 - tf.pow(1.0 - one_minus_decay, update_local_step)
         return _v1.assign(v, update_biased / bias_factor, name=_name_scope() + "/")
 
-    return _update(strategy, unbiased_var, update_fn, args=(value, biased_var, local_step))
+    def opt_in_update_fn(v, value, biased_var, local_step):
+        value = _cast_to_dtype_of(value, v)
+        biased = biased_var - (biased_var - value) * one_minus_decay
+        steps = 1
+        if gates is not None:
+            biased = tf.where(gates.update_now, biased, biased_var)
+            steps = tf.cast(gates.update_now, local_step.dtype)
+        update_biased = _v1.assign(biased_var, biased)
+        update_local_step = local_step.assign_add(steps)
+        bias_factor = 1 - tf.pow(1.0 - one_minus_decay, update_local_step)
+        shadow = update_biased / bias_factor
+        if gates is not None:
+            # Before the first update bias_factor is 0 and `shadow` NaN; the
+            # gates never select it then.
+            shadow = gates.select(shadow, v, value)
+        return _v1.assign(v, shadow, name=_name_scope() + "/")
+
+    fn = opt_in_update_fn if opt_in else update_fn
+    return _update(strategy, unbiased_var, fn, args=(value, biased_var, local_step))
+
+
+# ---------------------------------------------------------------------------
+# Opt-in updates: float32 shadows, scheduled updates, copies
+# ---------------------------------------------------------------------------
+
+
+class _Gates(NamedTuple):
+    """The schedule's per-run switches, scalar bool tensors.
+
+    update_now: the moving-average step happens (else the shadow is held).
+    copy_now: the shadow becomes the value (None when there is no start_step).
+    """
+
+    update_now: tf.Tensor
+    copy_now: Optional[tf.Tensor]
+
+    def select(self, average, shadow, value):
+        """value where copy_now, else average where update_now, else shadow (all in the shadow's dtype)."""
+        new_shadow = tf.where(self.update_now, average, shadow)
+        if self.copy_now is not None:
+            new_shadow = tf.where(self.copy_now, value, new_shadow)
+        return new_shadow
+
+
+def _cast_to_dtype_of(value, shadow):
+    """``value`` in the dtype of ``shadow`` (a no-op when they agree)."""
+    if value.dtype.base_dtype == shadow.dtype.base_dtype:
+        return value
+    return tf.cast(value, shadow.dtype.base_dtype)
+
+
+def _assign_scheduled_average(variable, value, decay, zero_debias: bool, gates: Optional[_Gates], name=None):
+    """``assign_moving_average`` for the opt-in features: a wider shadow, the schedule's gates.
+
+        one_minus_decay = cast(1 - decay, shadow dtype)                  # float32 first, as in TF1
+        average         = shadow - (shadow - cast(value, shadow dtype)) * one_minus_decay
+        shadow          = gates.select(average, shadow, value)            # or average without gates
+
+    ``average`` rounds exactly as TF1's ``assign_sub`` form. ``value`` is cast
+    on each replica's device, after the cross-replica MEAN.
+    """
+    with _v1.name_scope(name, "AssignMovingAvg", [variable, value, decay]) as scope:
+        one_minus_decay = tf.convert_to_tensor(1.0 - decay, name="one_minus_decay")
+        if one_minus_decay.dtype != variable.dtype.base_dtype:
+            one_minus_decay = tf.cast(one_minus_decay, variable.dtype.base_dtype)
+
+        def update_fn(v, value):
+            value = _cast_to_dtype_of(value, v)
+            average = v - (v - value) * one_minus_decay
+            if gates is None:
+                return _v1.assign(v, average, name=scope)
+            return _v1.assign(v, gates.select(average, v, value), name=scope)
+
+        def update(strategy, v, value):
+            if zero_debias:
+                return _zero_debias(strategy, v, value, one_minus_decay, opt_in=True, gates=gates)
+            return _update(strategy, v, update_fn, args=(value,))
+
+        return _in_cross_replica_context(update, variable, value)
+
+
+def _assign_copy(variable, value, name=None):
+    """Sets ``variable`` to ``value`` (cast to its dtype): the update of a ``"copy"`` rule."""
+    with _v1.name_scope(name, "AssignCopy", [variable, value]) as scope:
+
+        def update_fn(v, value):
+            return _v1.assign(v, _cast_to_dtype_of(value, v), name=scope)
+
+        def update(strategy, v, value):
+            return _update(strategy, v, update_fn, args=(value,))
+
+        return _in_cross_replica_context(update, variable, value)
 
 
 # ---------------------------------------------------------------------------
@@ -202,29 +322,221 @@ def _create_shadow(primary, name: str, colocate: bool, initial_value, validate_s
         return _slot_variable(primary, initial_value, validate_shape, shape, dtype)
 
 
-def _shadow_of_variable(var, name: str):
-    """A shadow that starts from the variable's value: its current one if initialized, else its initial one."""
+def _shadow_of_variable(var, name: str, dtype=None):
+    """A shadow that starts from the variable's value: its current one if initialized, else its initial one.
+
+    With ``dtype`` (wider than the variable's) the shadow is created in it,
+    from the cast initial value.
+    """
     with tf.device(var.device):
         # TF1 parity: a variable that was initialized and changed before
         # apply() hands its *current* value to the shadow's initializer.
         initialized_value = _v1.cond(
             _v1.is_variable_initialized(var), var.read_value, lambda: var.initial_value
         )
+        if dtype is not None and dtype != var.dtype.base_dtype:
+            initialized_value = tf.cast(initialized_value, dtype)
     return _create_shadow(
         var, name, True, initialized_value, validate_shape=initialized_value.get_shape().is_fully_defined()
     )
 
 
-def _shadow_of_tensor(tensor, name: str):
-    """A zero-initialized shadow for a tensor, colocated with it only when it reads a variable op."""
+def _shadow_of_tensor(tensor, name: str, dtype=None):
+    """A zero-initialized shadow for a tensor (in ``dtype``, default the tensor's), colocated with it only when it reads a variable op."""
     colocate = tensor.op.type in _VARIABLE_OP_TYPES
     shape = tensor.get_shape()
+    dtype = tensor.dtype if dtype is None else dtype
     if shape.is_fully_defined():
         return _create_shadow(
-            tensor, name, colocate, _v1.zeros_initializer(), validate_shape=True, shape=shape, dtype=tensor.dtype
+            tensor, name, colocate, _v1.zeros_initializer(), validate_shape=True, shape=shape, dtype=dtype
         )
-    zeros = tf.zeros(tf.shape(tensor), dtype=tensor.dtype)
+    zeros = tf.zeros(tf.shape(tensor), dtype=dtype)
     return _create_shadow(tensor, name, colocate, zeros, validate_shape=False)
+
+
+# ---------------------------------------------------------------------------
+# Opt-in configuration: validation, rules, per-variable policies
+# ---------------------------------------------------------------------------
+
+AVERAGE = "average"
+
+
+def _is_number(x) -> bool:
+    """A real Python/NumPy number, bools excluded."""
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _is_integer(x) -> bool:
+    """A Python/NumPy integer, bools excluded."""
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
+
+
+def _check_shadow_dtype(shadow_dtype):
+    """``shadow_dtype`` as a ``tf.DType`` (float32 or float64), or None."""
+    if shadow_dtype is None:
+        return None
+    try:
+        dtype = tf.as_dtype(shadow_dtype)
+    except TypeError:
+        dtype = None
+    if dtype not in SHADOW_DTYPES:
+        raise ValueError(
+            "shadow_dtype=%r: shadows can be kept in tf.float32 or tf.float64 only; "
+            "pass shadow_dtype=tf.float32 to average float16/bfloat16 variables in float32" % (shadow_dtype,)
+        )
+    return dtype
+
+
+def _check_count(name: str, value, minimum: int) -> Optional[int]:
+    """``value`` as an int >= ``minimum``, or None."""
+    if value is None:
+        return None
+    if not _is_integer(value):
+        raise TypeError("%s=%r: expected a Python int (a number of steps)" % (name, value))
+    if value < minimum:
+        raise ValueError("%s=%r: must be >= %d" % (name, value, minimum))
+    return int(value)
+
+
+def _check_positive(name: str, value) -> float:
+    """``value`` as a finite float > 0."""
+    if not _is_number(value):
+        raise TypeError("%s=%r: expected a Python float" % (name, value))
+    if not 0.0 < float(value) < float("inf"):
+        raise ValueError("%s=%r: must be > 0 and finite" % (name, value))
+    return float(value)
+
+
+def _check_decay_value(what: str, value) -> float:
+    """A Python-number decay, checked to lie in [0, 1]."""
+    if not 0.0 <= float(value) <= 1.0:
+        raise ValueError("%s=%r: a decay must lie in [0, 1]" % (what, value))
+    return float(value)
+
+
+def _decay_from_half_life(half_life) -> float:
+    """The decay 0.5 ** (1 / half_life) of a half-life given in steps."""
+    if not _is_number(half_life):
+        raise TypeError(
+            "half_life=%r: expected a Python number of steps; for a decay held in a tensor pass decay= instead"
+            % (half_life,)
+        )
+    try:
+        return _math.decay_from_half_life(half_life)
+    except ValueError:
+        raise ValueError(
+            "half_life=%r: a half-life must be > 0 steps (the number of updates after which a value's "
+            "weight in the average has halved; half_life=693 is decay 0.999)" % (half_life,)
+        ) from None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rule:
+    """One entry of the ``rules`` argument, checked: the first match decides a variable's ``action``.
+
+    target: as given: a regex (``re.search`` on the name), a scope (a string
+      ending in ``/``: the name starts with it), or a predicate callable(var) -> bool.
+    action: a decay (float in [0, 1], or a scalar float32 tensor), ``"copy"`` or ``"skip"``.
+    """
+
+    index: int
+    target: Any
+    action: Any
+    matches: Callable[[Any, str], bool]
+
+    def __str__(self) -> str:
+        return "rules[%d] (%r, %r)" % (self.index, self.target, self.action)
+
+
+def _rule_matcher(index: int, target) -> Callable[[Any, str], bool]:
+    """The ``matches(var, name)`` function of a rule's target."""
+    if isinstance(target, str):
+        if target.endswith("/"):
+            return lambda var, name: (name + "/").startswith(target)
+        try:
+            pattern = re.compile(target)
+        except re.error as e:
+            raise ValueError("rules[%d]: %r is not a valid regular expression (%s)" % (index, target, e)) from None
+        return lambda var, name: pattern.search(name) is not None
+    if callable(target):
+        return lambda var, name: bool(target(var))
+    raise TypeError(
+        "rules[%d]: the target %r must be a regex string (searched in the variable's name), a scope "
+        "string ending in '/', or a callable(var) -> bool (e.g. lambda v: v is my_var)" % (index, target)
+    )
+
+
+def _rule_action(index: int, action):
+    """A rule's action, checked: a decay, ``"copy"`` or ``"skip"``."""
+    if isinstance(action, str):
+        if action not in (COPY, SKIP):
+            raise ValueError(
+                "rules[%d]: unknown action %r; an action is a decay (a float in [0, 1]), %r (the shadow "
+                "tracks the raw value) or %r (no shadow)" % (index, action, COPY, SKIP)
+            )
+        return action
+    if _is_number(action):
+        return _check_decay_value("rules[%d] decay" % index, action)
+    if isinstance(action, (tf.Tensor, tf.Variable)):
+        return action
+    raise TypeError(
+        "rules[%d]: unknown action %r; an action is a decay (a float in [0, 1]), %r or %r" % (index, action, COPY, SKIP)
+    )
+
+
+def _parse_rules(rules) -> Tuple[_Rule, ...]:
+    """The checked rules: from a sequence of (target, action) pairs, or a dict in insertion order."""
+    if rules is None:
+        return ()
+    if isinstance(rules, Mapping):
+        items = list(rules.items())
+    elif isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
+        raise TypeError("rules=%r: expected a list of (target, action) pairs or a dict {target: action}" % (rules,))
+    else:
+        items = list(rules)
+    parsed = []
+    for index, item in enumerate(items):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise TypeError("rules[%d]=%r: expected a (target, action) pair" % (index, item))
+        target, action = item
+        parsed.append(_Rule(index, target, _rule_action(index, action), _rule_matcher(index, target)))
+    return tuple(parsed)
+
+
+def _rule_name(var) -> str:
+    """The name rules match: the op name a shadow's name is built from (no replica suffix, no ``:0``)."""
+    if isinstance(var, tf.Variable):
+        return _tf_internal.shared_name(var)
+    return var.op.name
+
+
+@dataclasses.dataclass(frozen=True)
+class _Policy:
+    """How ``apply()`` treats one variable, resolved from the constructor's arguments.
+
+    action: ``"average"``, ``"copy"`` (shadow = value at every update) or ``"skip"`` (no shadow).
+    decay: the decay before schedules, the constructor's or the rule's (None unless averaging).
+    shadow_dtype: the shadow's dtype (None when skipped).
+    rule: the index in ``rules`` of the rule that decided, or None when none matched.
+    """
+
+    action: str
+    decay: Any
+    shadow_dtype: Optional[tf.DType]
+    rule: Optional[int]
+
+
+class _Schedule(NamedTuple):
+    """The step-dependent tensors of the schedules, built once per ``apply()``.
+
+    gates: the update/copy switches (None without start_step and update_every).
+    steps_per_update: k of decay ** k as float64 (None without update_every).
+    warmup_step: max(step - start_step, 0) as float64 (None without power warm-up).
+    """
+
+    gates: Optional[_Gates]
+    steps_per_update: Optional[tf.Tensor]
+    warmup_step: Optional[tf.Tensor]
 
 
 # ---------------------------------------------------------------------------
@@ -254,31 +566,244 @@ class ExponentialMovingAverage:
         ...
         saver = tf.train.Saver(ema.variables_to_restore())  # evaluate with averages
 
+    Beyond TF1, keyword-only arguments opt in to the features below; each
+    left at its default changes nothing in the graph. The decay of one update
+    at step s is, in float32 and in this order (``tf1_ema._math.scheduled_decay``):
+
+        decay_t = min(decay, (1 + n) / (10 + n))                     # if num_updates (TF1)
+        decay_t = min(decay_t, 1 - (1 + s' / inv_gamma) ** -power)   # power warm-up, s' = max(s - start_step, 0)
+        decay_t = max(decay_t, min_decay)                            # if min_decay
+        decay_t = decay_t ** k,  k = min(update_every, s - start_step + 1)   # if update_every
+
+    and one run of the update op copies (shadow = value) while
+    s < start_step, holds the shadow unchanged when s % update_every != 0,
+    and otherwise updates it (``tf1_ema._math.schedule_phase``). s is read
+    from ``step`` (else ``num_updates``) when the op runs; under the usual
+    ``tf.control_dependencies([train_op])`` the first update sees step 1.
+
+    Private state, read by ``tf1_ema.swap``, ``audit`` and ``introspect``:
+    ``_averages`` ({var.ref(): shadow}, skipped variables absent), ``_decay``
+    (the decay, also when given as ``half_life``), ``_num_updates``,
+    ``_zero_debias``, ``name``, and ``_policy(var)``, a frozen ``_Policy``
+    (action ``"average"``/``"copy"``/``"skip"``, the variable's ``decay``
+    before schedules, its ``shadow_dtype``, the deciding ``rule`` index),
+    resolved from the rules for any variable, applied or not. The schedule
+    arguments are kept as ``_step``, ``_start_step``, ``_update_every``,
+    ``_inv_gamma``, ``_power``, ``_min_decay``, and ``_shadow_dtype``.
+
     Args:
-      decay: float or scalar float32 tensor/variable, the decay rate.
-      num_updates: optional step counter (any numeric tensor) for the warm-up.
+      decay: float or scalar float32 tensor/variable, the decay rate. Give
+        either it or ``half_life``.
+      num_updates: optional step counter (any numeric tensor) for TF1's warm-up.
       zero_debias: debias the averages of tensors (never of variables).
       name: the name of the shadows and of the update op's scope.
+      shadow_dtype: ``tf.float32`` or ``tf.float64``: keep shadows of
+        narrower variables (float16, bfloat16; float32 for float64) in this
+        dtype and compute their update in it; wider variables keep their own.
+      half_life: the decay as a half-life in steps, > 0:
+        decay = 0.5 ** (1 / half_life).
+      step: the step counter (integer tensor or variable) the schedules read;
+        default ``num_updates``.
+      start_step: until this step, shadows copy their variables.
+      update_every: update only when step % update_every == 0, with the
+        decay raised to the number of steps the update stands for.
+      inv_gamma, power: the power warm-up (give both, > 0): the decay is at
+        most 1 - (1 + steps since start_step / inv_gamma) ** -power.
+      min_decay: a floor in [0, decay] for a warmed-up decay.
+      rules: per-variable overrides, a list of (target, action) pairs (or a
+        dict): target is a regex searched in the variable's op name, a scope
+        (a string ending in ``/``) or a callable(var) -> bool; action is a
+        decay, ``"copy"`` (the shadow tracks the raw value, e.g. batch-norm
+        statistics) or ``"skip"`` (no shadow). The first matching rule wins;
+        other variables use ``decay``. Schedules apply to rule decays too.
+
+    Raises:
+      TypeError: for a missing decay or an argument of the wrong type.
+      ValueError: for an argument out of range or arguments that do not fit
+        together; the message names the fix.
     """
 
     def __init__(
         self,
-        decay,
+        decay=None,
         num_updates=None,
         zero_debias: bool = False,
         name: str = "ExponentialMovingAverage",
+        *,
+        shadow_dtype=None,
+        half_life: Optional[float] = None,
+        step=None,
+        start_step: Optional[int] = None,
+        update_every: Optional[int] = None,
+        inv_gamma: Optional[float] = None,
+        power: Optional[float] = None,
+        min_decay: Optional[float] = None,
+        rules: Union[Sequence[Tuple[Any, Any]], Mapping[Any, Any], None] = None,
     ) -> None:
+        if half_life is not None:
+            if decay is not None:
+                raise ValueError(
+                    "decay=%r and half_life=%r both set the decay; pass only one of them" % (decay, half_life)
+                )
+            decay = _decay_from_half_life(half_life)
+        elif decay is None:
+            raise TypeError("ExponentialMovingAverage needs a decay: pass decay (e.g. 0.999) or half_life= in steps")
         # Attribute names follow TF1's: some TF1 code reads ema._averages.
         self._decay = decay
         self._num_updates = num_updates
         self._zero_debias = zero_debias
         self._name = name
         self._averages: Dict[Any, tf.Variable] = {}
+        # Beyond TF1 (all None or empty by default).
+        self._half_life = half_life
+        self._shadow_dtype = _check_shadow_dtype(shadow_dtype)
+        self._step = step
+        self._start_step = _check_count("start_step", start_step, minimum=0)
+        self._update_every = _check_count("update_every", update_every, minimum=1)
+        if (inv_gamma is None) != (power is None):
+            raise ValueError(
+                "inv_gamma=%r, power=%r: the power warm-up needs both (inv_gamma=1.0, power=2/3 is a common "
+                "choice for long runs, power=3/4 for short ones)" % (inv_gamma, power)
+            )
+        self._inv_gamma = None if inv_gamma is None else _check_positive("inv_gamma", inv_gamma)
+        self._power = None if power is None else _check_positive("power", power)
+        self._min_decay = None if min_decay is None else self._check_min_decay(min_decay)
+        self._rules = _parse_rules(rules)
+        self._check_step()
+        self._policies: Dict[Any, _Policy] = {}
+
+    def _check_min_decay(self, min_decay) -> float:
+        """``min_decay`` checked against the decays it floors."""
+        if not _is_number(min_decay):
+            raise TypeError("min_decay=%r: expected a Python float" % (min_decay,))
+        min_decay = _check_decay_value("min_decay", min_decay)
+        if self._num_updates is None and self._inv_gamma is None:
+            raise ValueError(
+                "min_decay=%r floors a warmed-up decay, but there is no warm-up: pass inv_gamma= and power= "
+                "(or num_updates=), or drop min_decay" % (min_decay,)
+            )
+        if _is_number(self._decay) and min_decay > float(self._decay):
+            raise ValueError(
+                "min_decay=%r is above decay=%r: the floor must not exceed the decay; lower min_decay"
+                % (min_decay, self._decay)
+            )
+        return min_decay
+
+    def _check_step(self) -> None:
+        """The schedules that read a step have one, and a given ``step`` is read."""
+        readers = [
+            arg
+            for arg, value in (
+                ("start_step", self._start_step),
+                ("update_every", self._update_every),
+                ("inv_gamma/power", self._inv_gamma),
+            )
+            if value is not None
+        ]
+        if readers and self._step is None and self._num_updates is None:
+            raise ValueError(
+                "%s need(s) a step counter: pass step=tf.compat.v1.train.get_or_create_global_step() "
+                "(or num_updates=, which also turns on TF1's warm-up)" % " and ".join(readers)
+            )
+        if self._step is not None and not readers:
+            raise ValueError(
+                "step= is read only by start_step=, update_every= and the power warm-up (inv_gamma=, power=); "
+                "for TF1's warm-up pass the counter as num_updates= instead"
+            )
+        if isinstance(self._step, (bool, float)):
+            raise TypeError("step=%r: expected an integer tensor or variable (e.g. the global step)" % (self._step,))
+        if self._min_decay is not None:
+            for rule in self._rules:
+                if _is_number(rule.action) and self._min_decay > rule.action:
+                    raise ValueError(
+                        "min_decay=%r is above the decay of %s: the floor must not exceed any decay"
+                        % (self._min_decay, rule)
+                    )
+
+    @property
+    def _scheduled(self) -> bool:
+        """Whether any schedule argument is set."""
+        return any(
+            v is not None for v in (self._start_step, self._update_every, self._inv_gamma, self._min_decay)
+        )
 
     @property
     def name(self) -> str:
         """The name of this ExponentialMovingAverage object."""
         return self._name
+
+    def _policy(self, var) -> _Policy:
+        """How ``apply()`` treats (or treated) ``var``; see ``_Policy``."""
+        policy = self._policies.get(var.ref())
+        if policy is not None:
+            return policy
+        name = _rule_name(var)
+        rule = next((r for r in self._rules if r.matches(var, name)), None)
+        action = self._decay if rule is None else rule.action
+        index = None if rule is None else rule.index
+        if isinstance(action, str) and action == SKIP:
+            return _Policy(SKIP, None, None, index)
+        dtype = var.dtype.base_dtype
+        if self._shadow_dtype is not None and dtype.is_floating and dtype.size < self._shadow_dtype.size:
+            dtype = self._shadow_dtype
+        if isinstance(action, str) and action == COPY:
+            return _Policy(COPY, None, dtype, index)
+        return _Policy(AVERAGE, action, dtype, index)
+
+    def _check_rule_targets(self, var_list: List, policies: List[_Policy]) -> None:
+        """Raises if a rule decides for none of the variables this object has seen."""
+        decided = {p.rule for p in policies} | {p.rule for p in self._policies.values()}
+        unused = [r for r in self._rules if r.index not in decided]
+        if unused:
+            names = sorted({_rule_name(v) for v in var_list})
+            raise ValueError(
+                "%s matches none of the %d variables given to apply() (or an earlier rule takes all it "
+                "matches): fix the target (a string is a regex searched in the op name, a string ending "
+                "in '/' a scope) or remove the rule. Names: %s"
+                % (unused[0], len(names), ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""))
+            )
+
+    def _schedule(self) -> _Schedule:
+        """Builds the step-dependent tensors of the schedules (under ``<name>/schedule``)."""
+        with _v1.name_scope("schedule"):
+            counter = self._num_updates if self._step is None else self._step
+            step = tf.cast(counter, tf.int64, name="step")
+            start = 0 if self._start_step is None else self._start_step
+            copy_now = None
+            if self._start_step is not None:
+                copy_now = tf.less(step, self._start_step, name="copy_now")
+            gates = None
+            if self._update_every is not None:
+                update_now = tf.equal(tf.math.floormod(step, self._update_every), 0)
+                if copy_now is not None:
+                    update_now = tf.logical_and(tf.logical_not(copy_now), update_now)
+                gates = _Gates(tf.identity(update_now, name="update_now"), copy_now)
+            elif copy_now is not None:
+                gates = _Gates(tf.logical_not(copy_now, name="update_now"), copy_now)
+            steps_per_update = None
+            if self._update_every is not None:
+                # _math.steps_per_update: min(update_every, s - start_step + 1), at least 1.
+                k = tf.clip_by_value(step - start + 1, 1, self._update_every)
+                steps_per_update = tf.cast(k, tf.float64, name="steps_per_update")
+            warmup_step = None
+            if self._inv_gamma is not None:
+                warmup_step = tf.cast(tf.maximum(step - start, 0), tf.float64, name="warmup_step")
+            return _Schedule(gates, steps_per_update, warmup_step)
+
+    def _scheduled_decay(self, decay, schedule: Optional[_Schedule]):
+        """The schedules applied to a float32 decay tensor, as ``_math.scheduled_decay``."""
+        if schedule is None:
+            return decay
+        if self._inv_gamma is not None:
+            # Precision: the pow in float64, rounded once (see _math.power_warmup_decay).
+            term = 1.0 - tf.pow(1.0 + schedule.warmup_step / self._inv_gamma, -self._power)
+            floor = 0.0 if self._min_decay is None else self._min_decay
+            decay = tf.maximum(tf.minimum(tf.cast(term, tf.float32), decay), floor)
+        elif self._min_decay is not None:
+            decay = tf.maximum(decay, self._min_decay)
+        if self._update_every is not None:
+            decay = tf.cast(tf.pow(tf.cast(decay, tf.float64), schedule.steps_per_update), tf.float32)
+        return decay
 
     def apply(self, var_list: Optional[Iterable] = None):
         """Creates shadows for the variables in ``var_list`` and returns their update op.
@@ -287,6 +812,10 @@ class ExponentialMovingAverage:
         variable reuses its shadow and adds another update for it. Shadows are
         created outside any enclosing control-dependency or function scope, so
         ``apply()`` composes with ``tf.control_dependencies([train_op])``.
+
+        With ``rules``, variables a rule skips get no shadow (and may be of
+        any dtype), ``"copy"`` shadows are assigned the value, and the rest
+        average with their rule's decay; all updates are still one grouped op.
 
         Args:
           var_list: variables or tensors (half, bfloat16, float or double);
@@ -298,7 +827,8 @@ class ExponentialMovingAverage:
 
         Raises:
           TypeError: for a variable of another dtype, or for a tensor in eager mode.
-          ValueError: if ``decay`` is a tensor that is not float32.
+          ValueError: if ``decay`` is a tensor that is not float32, or if a
+            rule decides for none of the variables this object has seen.
         """
         if var_list is None:
             var_list = _v1.trainable_variables()
@@ -311,37 +841,74 @@ class ExponentialMovingAverage:
                     "tf.train.ExponentialMovingAverage does not support non-Variable"
                     " tensors when eager execution is enabled."
                 )
+        policies = [self._policy(var) for var in var_list]
+        if self._rules:
+            self._check_rule_targets(var_list, policies)
         zero_debias_shadows = set()
-        for var in var_list:
+        for var, policy in zip(var_list, policies):
+            if policy.action == SKIP:
+                self._policies[var.ref()] = policy
+                continue
             if var.dtype.base_dtype not in FLOAT_DTYPES:
                 raise TypeError("The variables must be half, float, or double: %s" % var.name)
             if var.ref() in self._averages:
                 continue
             with tf.init_scope():
                 if isinstance(var, tf.Variable):
-                    avg = _shadow_of_variable(var, self.name)
+                    avg = _shadow_of_variable(var, self.name, policy.shadow_dtype)
                     _v1.add_to_collection(_v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
                 else:
-                    avg = _shadow_of_tensor(var, self.name)
+                    avg = _shadow_of_tensor(var, self.name, policy.shadow_dtype)
                     # TF1 parity: debiasing is decided when the shadow is
                     # created; a later apply() of the same tensor does not debias.
                     if self._zero_debias:
                         zero_debias_shadows.add(avg.ref())
             self._averages[var.ref()] = avg
+            self._policies[var.ref()] = policy
 
         with _v1.name_scope(self.name) as scope:
             decay = tf.convert_to_tensor(self._decay, dtype=tf.float32, name="decay")
+            warmup_ratio = None
             if self._num_updates is not None:
                 num_updates = tf.cast(self._num_updates, tf.float32, name="num_updates")
-                decay = tf.minimum(decay, (1.0 + num_updates) / (10.0 + num_updates))
+                warmup_ratio = (1.0 + num_updates) / (10.0 + num_updates)
+                decay = tf.minimum(decay, warmup_ratio)
+            schedule = self._schedule() if self._scheduled else None
+            decays = {}  # rule index (None: no rule) -> the scheduled decay tensor
+
+            def decay_of(policy: _Policy):
+                if policy.rule not in decays:
+                    if policy.rule is None:
+                        decay_t = decay
+                    else:
+                        decay_t = tf.convert_to_tensor(policy.decay, tf.float32, name="rule%d_decay" % policy.rule)
+                        if warmup_ratio is not None:
+                            decay_t = tf.minimum(decay_t, warmup_ratio)
+                    decays[policy.rule] = self._scheduled_decay(decay_t, schedule)
+                return decays[policy.rule]
+
             updates = []
-            for var in var_list:
+            for var, policy in zip(var_list, policies):
+                if policy.action == SKIP:
+                    continue
                 avg = self._averages[var.ref()]
-                updates.append(assign_moving_average(avg, var, decay, avg.ref() in zero_debias_shadows))
+                if policy.action == COPY:
+                    updates.append(_assign_copy(avg, var))
+                    continue
+                zero_debias = avg.ref() in zero_debias_shadows
+                if schedule is None and avg.dtype.base_dtype == var.dtype.base_dtype:
+                    updates.append(assign_moving_average(avg, var, decay_of(policy), zero_debias))
+                else:
+                    gates = None if schedule is None else schedule.gates
+                    updates.append(_assign_scheduled_average(avg, var, decay_of(policy), zero_debias, gates))
             return tf.group(*updates, name=scope)
 
     def average(self, var):
-        """The shadow variable of ``var``, or None if ``apply()`` never saw it."""
+        """The shadow variable of ``var``, or None if ``apply()`` never saw it or a rule skips it.
+
+        With ``shadow_dtype``, the shadow of a narrower variable is in that
+        dtype: to load it, cast, e.g. ``var.assign(tf.cast(ema.average(var), var.dtype))``.
+        """
         return self._averages.get(var.ref(), None)
 
     def average_name(self, var) -> str:
@@ -373,6 +940,17 @@ class ExponentialMovingAverage:
         this object averaged (or that are in ``MOVING_AVERAGE_VARIABLES``) from
         their shadows and the rest from their own names.
 
+        With ``rules``, variables a rule skips (applied or not) have no shadow
+        and are always mapped from their own names.
+
+        With ``shadow_dtype``, a narrower variable is still mapped from its
+        shadow's name, but the checkpoint holds the shadow in the wider dtype
+        and ``tf.compat.v1.train.Saver`` does not cast on restore ("Expected
+        to restore a tensor of type half, got a tensor of type float"). To
+        evaluate such a model with its averages, restore the shadows
+        themselves (build the same EMA in the evaluation graph and restore by
+        name) and assign ``tf.cast(ema.average(v), v.dtype)`` to each ``v``.
+
         Args:
           moving_avg_variables: the variables to restore from their averages.
           averaged_only: opt-in fix of the wart above; default False as in TF1.
@@ -389,6 +967,8 @@ class ExponentialMovingAverage:
             else:
                 moving_avg_variables = _v1.trainable_variables()
                 moving_avg_variables += _v1.moving_average_variables()
+        if self._rules:
+            moving_avg_variables = [v for v in moving_avg_variables if self._policy(v).action != SKIP]
         # TF1 parity: iterate a set of references, as the reference does, so
         # that the dict comes out in the same order.
         moving_avg_variables = set(v.ref() for v in moving_avg_variables)

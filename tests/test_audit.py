@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf1_ema import audit
 from tf1_ema.audit import AuditReport, AuditRow, audit_checkpoint
 from tf1_ema.ema import ExponentialMovingAverage
 
@@ -278,3 +277,40 @@ def test_variables_to_restore_averaged_only_maps_only_real_averages():
             "c/Other": "c/Other",
         }
         assert restore_names(ema, averaged_only=True, moving_avg_variables=[b])["b/ExponentialMovingAverage"] == "b"
+
+
+HAS_SHADOW_DTYPE = "shadow_dtype" in __import__("inspect").signature(ExponentialMovingAverage).parameters
+
+
+@pytest.mark.skipif(not HAS_SHADOW_DTYPE, reason="this ExponentialMovingAverage has no shadow_dtype")
+def test_wider_shadows_are_flagged_and_the_suggested_route_works(tmp_path):
+    """A float32 average of a float16 variable is a dtype mismatch with a fix that restores by name and swaps."""
+    from tf1_ema import swap
+
+    def model():
+        w = v1.get_variable("w", [3], tf.float16, initializer=v1.ones_initializer())
+        return w, ExponentialMovingAverage(0.5, shadow_dtype=tf.float32)
+
+    with tf.Graph().as_default():
+        w, ema = model()
+        with tf.control_dependencies([w.assign_add(tf.constant([0.001, 0.002, 0.003], tf.float16))]):
+            train = ema.apply([w])
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            for _ in range(3):
+                sess.run(train)
+            prefix = v1.train.Saver().save(sess, str(tmp_path / "m"))
+            raw, avg = sess.run([w, ema.average(w)])
+    with tf.Graph().as_default():
+        w, ema = model()
+        ema.apply([w])
+        row = audit_checkpoint(ema, prefix)["w"]
+        assert row.status == "dtype mismatch" and "averaged(ema, sess)" in row.detail
+        by_name = {v.op.name: v for v in v1.global_variables()}
+        assert audit_checkpoint(ema, prefix, restore_map=by_name).ok
+        saver = v1.train.Saver(by_name)
+        with v1.Session() as sess:
+            saver.restore(sess, prefix)
+            with swap.averaged(ema, sess):
+                np.testing.assert_array_equal(sess.run(w), avg.astype(np.float16))
+            np.testing.assert_array_equal(sess.run(w), raw)

@@ -218,7 +218,7 @@ def test_ops_in_eager_mode_raise():
 
 @pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
 def test_averaged_swaps_in_and_back_exactly(graph, use_resource):
-    """Inside averaged() the variables hold the shadows; afterwards variables and shadows are bit-identical to before."""
+    """Inside averaged() the variables hold the shadows; afterwards both are bit-identical to before."""
     w, b, ema, train = trained_graph(use_resource)
     fetch = [w, b, ema.average(w), ema.average(b)]
     with v1.Session() as sess:
@@ -248,6 +248,7 @@ def test_averaged_swaps_back_when_the_block_raises(graph):
                 raise KeyError("boom")
         after = sess.run([w, b])
         sess.run(train)  # the guard is gone too
+        assert sess not in swap._guards and "run" not in vars(sess)
     for got, expected in zip(after, before):
         np.testing.assert_array_equal(got, expected)
 
@@ -468,3 +469,33 @@ def test_averaged_rejects_what_is_not_a_session_of_the_graph(graph):
             with pytest.raises(ValueError, match="session's graph"):
                 with swap.averaged(ema, other_sess, [w]):
                     pass
+
+
+HAS_SHADOW_DTYPE = "shadow_dtype" in __import__("inspect").signature(ExponentialMovingAverage).parameters
+
+
+@pytest.mark.skipif(not HAS_SHADOW_DTYPE, reason="this ExponentialMovingAverage has no shadow_dtype")
+def test_float32_shadows_from_shadow_dtype(graph):
+    """With shadow_dtype=float32, swap_op refuses, copy rounds, and averaged() restores bfloat16 bits exactly."""
+    raw = awkward_values("bfloat16", 5)[4:]
+    w = variable(raw, "w")
+    ema = ExponentialMovingAverage(0.5, shadow_dtype=tf.float32)
+    with tf.control_dependencies([w.assign(w * 0.5 + 1.0)]):
+        train = ema.apply([w])
+    assert ema.average(w).dtype.base_dtype == tf.float32
+    with pytest.raises(TypeError, match="float32.*bfloat16"):
+        swap.swap_op(ema)
+    copy = swap.copy_averages_op(ema)
+    with v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        sess.run(train)
+        sess.run(w.assign(raw))
+        avg = sess.run(ema.average(w))
+        with swap.averaged(ema, sess):
+            np.testing.assert_array_equal(bits(sess.run(w)), bits(avg.astype(np_dtype("bfloat16"))))
+            with pytest.raises(RuntimeError, match="writes the moving average 'w/ExponentialMovingAverage'"):
+                sess.run(train)
+        np.testing.assert_array_equal(bits(sess.run(w)), bits(raw))
+        np.testing.assert_array_equal(bits(sess.run(ema.average(w))), bits(avg))
+        sess.run(copy)
+        np.testing.assert_array_equal(bits(sess.run(w)), bits(avg.astype(np_dtype("bfloat16"))))

@@ -292,9 +292,14 @@ def _row(ema, key: str, var, shapes, dtypes, object_based: bool) -> AuditRow:
         return AuditRow(name, key, MISSING, detail)
     want_dtype = var.dtype.base_dtype
     if dtypes[key] != want_dtype:
-        return AuditRow(
-            name, key, DTYPE_MISMATCH, "checkpoint holds %s, the variable is %s" % (dtypes[key].name, want_dtype.name)
-        )
+        detail = "checkpoint holds %s, the variable is %s" % (dtypes[key].name, want_dtype.name)
+        if is_average and dtypes[key].is_floating and dtypes[key].size > want_dtype.size:
+            detail += (
+                "; the average was kept wider (shadow_dtype) and the Saver does not cast: restore the "
+                "shadows under their own names (same EMA applied in this graph), then evaluate inside "
+                "tf1_ema.swap.averaged(ema, sess)"
+            )
+        return AuditRow(name, key, DTYPE_MISMATCH, detail)
     if not var.shape.is_compatible_with(shapes[key]):
         return AuditRow(
             name,

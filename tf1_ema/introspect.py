@@ -163,7 +163,8 @@ class Description:
         debiased = " (%d zero-debiased)" % len(self.debias) if self.debias else ""
         lines = ["ExponentialMovingAverage %r: %d averages%s" % (self.name, self.averages, debiased)]
         if self.num_updates is not None:
-            lines.append("  num_updates      %s   (TF1 warm-up: min(decay, (1 + n) / (10 + n)))" % _num(self.num_updates))
+            warmup = "(TF1 warm-up: min(decay, (1 + n) / (10 + n)))"
+            lines.append("  num_updates      %s   %s" % (_num(self.num_updates), warmup))
         if self.step is not None:
             lines.append("  step             %s   (phase: %s)" % (_num(self.step), self.phase))
         for d in self.decays:
@@ -180,7 +181,8 @@ class Description:
                 )
             )
         if self.copies:
-            lines.append("  copy             %d shadow%s track their variable" % (self.copies, "s" * (self.copies != 1)))
+            plural = "s" if self.copies != 1 else ""
+            lines.append("  copy             %d shadow%s track their variable" % (self.copies, plural))
         for d in self.debias:
             lines.append(
                 "  debias factor    %s after %s updates: %s" % (_num(d.factor), _num(d.local_step), d.shadow)

@@ -347,6 +347,7 @@ _lock = threading.RLock()
 
 
 def _plan(ema, var_list, graph: tf.Graph) -> _Plan:
+    """The cached plan of ``(ema, graph, var_list)``, built on first use."""
     pairs = _pairs(ema, var_list, graph)
     key = (id(graph), tuple(v.ref() for v, _ in pairs))
     with _lock:
@@ -373,6 +374,9 @@ def prepare_averaged(ema, var_list: Optional[Sequence] = None, graph: Optional[t
       ema: an ExponentialMovingAverage on which ``apply()`` has been called.
       var_list: as for ``averaged()``.
       graph: the graph the session will run; default the variables' graph.
+
+    Raises:
+      RuntimeError, TypeError, ValueError: as ``averaged()`` would.
     """
     pairs = _pairs(ema, var_list, graph)
     _plan(ema, var_list, graph if graph is not None else pairs[0][0].graph)
@@ -564,7 +568,10 @@ def averaged(ema, sess, var_list: Optional[Sequence] = None) -> Iterator[List[An
     would write a swapped variable or its shadow: the EMA update, a train op
     with the EMA update as a dependency, an optimizer step, an initializer or
     a restore. Only ``sess.run`` is guarded (not callables made earlier with
-    ``make_callable``, and not writes hidden inside function bodies).
+    ``make_callable``, and not writes hidden inside function bodies). Reads
+    are allowed, saving included: a checkpoint written inside the block
+    holds the averages under the variables' names and the raw values under
+    the shadows' names.
 
     The swap ops are built on first use and cached per EMA, graph and
     ``var_list``; if the graph is finalized by then, call
@@ -600,6 +607,8 @@ def averaged(ema, sess, var_list: Optional[Sequence] = None) -> Iterator[List[An
     except BaseException:
         with _lock:
             guard.release(plan)
+            if not guard.active:
+                _guards.pop(sess, None)
         raise
     try:
         yield [var for var, _ in plan.pairs]
@@ -609,3 +618,6 @@ def averaged(ema, sess, var_list: Optional[Sequence] = None) -> Iterator[List[An
         finally:
             with _lock:
                 guard.release(plan)
+                if not guard.active:
+                    # The guard holds the session; a weak-keyed entry must not outlive its use.
+                    _guards.pop(sess, None)

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import unittest
+import zipfile
 
 import jupyter_kernel_test
 import nbformat
@@ -130,6 +131,42 @@ def test_kernelspec_module_does_not_import_tensorflow():
     code = "import sys, tf1_ema.kernelspec; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "False"
+
+
+def test_wheel_ships_the_kernelspec_as_shared_data_and_the_sanitize_file(tmp_path):
+    """The built wheel installs kernel.json to share/jupyter/kernels/tf1-ema and carries nbval_sanitize.cfg."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
+        cwd=root, check=True, capture_output=True, timeout=120,
+    )
+    (wheel,) = tmp_path.glob("tf1_ema-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        data = [n for n in names if n.endswith(".data/data/share/jupyter/kernels/tf1-ema/kernel.json")]
+        assert len(data) == 1, sorted(names)
+        assert json.loads(archive.read(data[0]))["argv"][0] == "{resource_dir}/../../../../bin/python"
+    assert "tf1_ema/nbval_sanitize.cfg" in names
+
+
+def test_cli_kernel_install_and_remove(tmp_path, capsys):
+    """`tf1-ema kernel install/remove --prefix P` print the kernelspec directory and exit 0."""
+    from tf1_ema import cli
+
+    expected = str(tmp_path / "share" / "jupyter" / "kernels" / "tf1-ema")
+    assert cli.main(["kernel", "install", "--prefix", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == expected
+    assert cli.main(["kernel", "remove", "--prefix", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.strip() == expected
+    assert cli.main(["kernel", "remove", "--prefix", str(tmp_path)]) == 1
+    assert "no tf1-ema kernelspec" in capsys.readouterr().err
+
+
+def test_nbval_config_command_prints_the_shipped_sanitize_file():
+    """The installed `tf1-ema nbval-config` script prints SANITIZE_FILE, for `--nbval-sanitize-with "$(...)"`."""
+    script = os.path.join(os.path.dirname(sys.executable), "tf1-ema")
+    out = subprocess.run([script, "nbval-config"], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout == kernelspec.SANITIZE_FILE + "\n"
 
 
 # ---------------------------------------------------------------------------

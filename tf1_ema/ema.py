@@ -203,7 +203,7 @@ def _zero_debias(strategy, unbiased_var, value, one_minus_decay, opt_in: bool = 
             # Before the first update bias_factor is 0 and `shadow` NaN; the
             # gates never select it then.
             shadow = gates.select(shadow, v, value)
-        return _v1.assign(v, shadow, name=_name_scope() + "/")
+        return _v1.assign(v, shadow, name=_here())
 
     fn = opt_in_update_fn if opt_in else update_fn
     return _update(strategy, unbiased_var, fn, args=(value, biased_var, local_step))
@@ -232,6 +232,16 @@ class _Gates(NamedTuple):
         return new_shadow
 
 
+def _here() -> Optional[str]:
+    """An op name equal to the current name scope (as TF1's ``name=scope``), or None outside any scope.
+
+    Inside ``strategy.extended.update`` the scope is ``.../update_<i>``, so
+    each replica's assign gets its own name.
+    """
+    scope = _name_scope()
+    return scope + "/" if scope else None
+
+
 def _cast_to_dtype_of(value, shadow):
     """``value`` in the dtype of ``shadow`` (a no-op when they agree)."""
     if value.dtype.base_dtype == shadow.dtype.base_dtype:
@@ -249,7 +259,7 @@ def _assign_scheduled_average(variable, value, decay, zero_debias: bool, gates: 
     ``average`` rounds exactly as TF1's ``assign_sub`` form. ``value`` is cast
     on each replica's device, after the cross-replica MEAN.
     """
-    with _v1.name_scope(name, "AssignMovingAvg", [variable, value, decay]) as scope:
+    with _v1.name_scope(name, "AssignMovingAvg", [variable, value, decay]):
         one_minus_decay = tf.convert_to_tensor(1.0 - decay, name="one_minus_decay")
         if one_minus_decay.dtype != variable.dtype.base_dtype:
             one_minus_decay = tf.cast(one_minus_decay, variable.dtype.base_dtype)
@@ -257,9 +267,9 @@ def _assign_scheduled_average(variable, value, decay, zero_debias: bool, gates: 
         def update_fn(v, value):
             value = _cast_to_dtype_of(value, v)
             average = v - (v - value) * one_minus_decay
-            if gates is None:
-                return _v1.assign(v, average, name=scope)
-            return _v1.assign(v, gates.select(average, v, value), name=scope)
+            if gates is not None:
+                average = gates.select(average, v, value)
+            return _v1.assign(v, average, name=_here())
 
         def update(strategy, v, value):
             if zero_debias:
@@ -271,10 +281,10 @@ def _assign_scheduled_average(variable, value, decay, zero_debias: bool, gates: 
 
 def _assign_copy(variable, value, name=None):
     """Sets ``variable`` to ``value`` (cast to its dtype): the update of a ``"copy"`` rule."""
-    with _v1.name_scope(name, "AssignCopy", [variable, value]) as scope:
+    with _v1.name_scope(name, "AssignCopy", [variable, value]):
 
         def update_fn(v, value):
-            return _v1.assign(v, _cast_to_dtype_of(value, v), name=scope)
+            return _v1.assign(v, _cast_to_dtype_of(value, v), name=_here())
 
         def update(strategy, v, value):
             return _update(strategy, v, update_fn, args=(value,))
@@ -452,7 +462,7 @@ def _rule_matcher(index: int, target) -> Callable[[Any, str], bool]:
     """The ``matches(var, name)`` function of a rule's target."""
     if isinstance(target, str):
         if target.endswith("/"):
-            return lambda var, name: (name + "/").startswith(target)
+            return lambda var, name: name.startswith(target)
         try:
             pattern = re.compile(target)
         except re.error as e:
@@ -767,7 +777,7 @@ class ExponentialMovingAverage:
         """Builds the step-dependent tensors of the schedules (under ``<name>/schedule``)."""
         with _v1.name_scope("schedule"):
             counter = self._num_updates if self._step is None else self._step
-            step = tf.cast(counter, tf.int64, name="step")
+            step = tf.identity(tf.cast(counter, tf.int64), name="step")
             start = 0 if self._start_step is None else self._start_step
             copy_now = None
             if self._start_step is not None:
@@ -945,8 +955,8 @@ class ExponentialMovingAverage:
 
         With ``shadow_dtype``, a narrower variable is still mapped from its
         shadow's name, but the checkpoint holds the shadow in the wider dtype
-        and ``tf.compat.v1.train.Saver`` does not cast on restore ("Expected
-        to restore a tensor of type half, got a tensor of type float"). To
+        and ``tf.compat.v1.train.Saver`` does not cast on restore ("expected
+        dtype half does not equal original dtype float"). To
         evaluate such a model with its averages, restore the shadows
         themselves (build the same EMA in the evaluation graph and restore by
         name) and assign ``tf.cast(ema.average(v), v.dtype)`` to each ``v``.

@@ -134,11 +134,13 @@ def run(
     path = os.path.abspath(script)
     root = os.path.dirname(os.path.realpath(path))
     loader = _UserLoader("__main__", path, py2_print)
+    source = importlib.util.decode_source(loader.get_data(path))
+    fixed = py2print.fix_print(source) if py2_print else source
     try:
-        code = loader.get_code("__main__")
+        code = compile(fixed, path, "exec", dont_inherit=True)
     except SyntaxError as err:
         traceback.print_exception(type(err), err, None)
-        if py2_print and _looks_like_python2(loader.get_data(path)):
+        if fixed != source:
             print(
                 "tf1-ema: note: only Python 2 print statements are translated; fix the rest of "
                 "this line by hand (2to3 can help)",
@@ -175,10 +177,6 @@ def run(
     finally:
         _flush()
     return 0
-
-
-def _looks_like_python2(data: bytes) -> bool:
-    return b"print " in data or b"except " in data
 
 
 def _exit_code(code: object) -> int:
@@ -325,7 +323,7 @@ def compare(
     numpy_print: str = "1.25",
     py2_print: bool = True,
     tf_log: bool = False,
-    runner: Optional[Callable[[List[str]], subprocess.CompletedProcess]] = None,
+    capture: Optional[Callable[[List[str]], subprocess.CompletedProcess]] = None,
 ) -> int:
     """Runs ``script`` with our EMA and with the stock one and compares their stdout.
 
@@ -339,17 +337,17 @@ def compare(
         numpy_print: NumPy print era for both runs.
         py2_print: translate Python 2 print statements in both runs.
         tf_log: keep TensorFlow's log noise in both runs.
-        runner: runs one command line and captures stdout (tests substitute it).
+        capture: runs one command line and captures its stdout (tests substitute it).
 
     Returns:
         The common exit code when stdout and exit codes agree, else 1.
     """
-    runner = runner or _capture
+    capture = capture or _capture
     base = [sys.executable, "-m", "tf1_ema", "run", "--numpy-print", numpy_print]
     base += [] if py2_print else ["--no-py2-print"]
     base += ["--tf-log"] if tf_log else []
-    ours = runner(base + ["--", script, *args])
-    stock = runner(base + ["--reference", "--", script, *args])
+    ours = capture(base + ["--", script, *args])
+    stock = capture(base + ["--reference", "--", script, *args])
     sys.stdout.write(ours.stdout)
     if ours.stdout == stock.stdout and ours.returncode == stock.returncode:
         lines = len(ours.stdout.splitlines())

@@ -294,7 +294,8 @@ def _import_tf1(name: str, globals_: dict, locals_: Any, fromlist: Any) -> Any:
         except AttributeError:
             raise ModuleNotFoundError("No module named %r" % name, name=name) from None
     if not isinstance(target, types.ModuleType):
-        raise ModuleNotFoundError("No module named %r (%r is not a module)" % (name, name), name=name)
+        parent = name.rpartition(".")[0]
+        raise ModuleNotFoundError("No module named %r; %r is not a package" % (name, parent), name=name)
     if not fromlist:
         return ns
     for item in fromlist:

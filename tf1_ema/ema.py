@@ -677,8 +677,8 @@ class ExponentialMovingAverage:
             )
         self._inv_gamma = None if inv_gamma is None else _check_positive("inv_gamma", inv_gamma)
         self._power = None if power is None else _check_positive("power", power)
-        self._min_decay = None if min_decay is None else self._check_min_decay(min_decay)
         self._rules = _parse_rules(rules)
+        self._min_decay = None if min_decay is None else self._check_min_decay(min_decay)
         self._check_step()
         self._policies: Dict[Any, _Policy] = {}
 
@@ -697,6 +697,11 @@ class ExponentialMovingAverage:
                 "min_decay=%r is above decay=%r: the floor must not exceed the decay; lower min_decay"
                 % (min_decay, self._decay)
             )
+        for rule in self._rules:
+            if _is_number(rule.action) and min_decay > rule.action:
+                raise ValueError(
+                    "min_decay=%r is above the decay of %s: the floor must not exceed any decay" % (min_decay, rule)
+                )
         return min_decay
 
     def _check_step(self) -> None:
@@ -722,20 +727,11 @@ class ExponentialMovingAverage:
             )
         if isinstance(self._step, (bool, float)):
             raise TypeError("step=%r: expected an integer tensor or variable (e.g. the global step)" % (self._step,))
-        if self._min_decay is not None:
-            for rule in self._rules:
-                if _is_number(rule.action) and self._min_decay > rule.action:
-                    raise ValueError(
-                        "min_decay=%r is above the decay of %s: the floor must not exceed any decay"
-                        % (self._min_decay, rule)
-                    )
 
     @property
-    def _scheduled(self) -> bool:
-        """Whether any schedule argument is set."""
-        return any(
-            v is not None for v in (self._start_step, self._update_every, self._inv_gamma, self._min_decay)
-        )
+    def _reads_step(self) -> bool:
+        """Whether a schedule reads the step counter (start_step, update_every, power warm-up)."""
+        return any(v is not None for v in (self._start_step, self._update_every, self._inv_gamma))
 
     @property
     def name(self) -> str:
@@ -801,9 +797,7 @@ class ExponentialMovingAverage:
             return _Schedule(gates, steps_per_update, warmup_step)
 
     def _scheduled_decay(self, decay, schedule: Optional[_Schedule]):
-        """The schedules applied to a float32 decay tensor, as ``_math.scheduled_decay``."""
-        if schedule is None:
-            return decay
+        """The schedules applied to a float32 decay tensor (already TF1-warmed), as ``_math.scheduled_decay``."""
         if self._inv_gamma is not None:
             # Precision: the pow in float64, rounded once (see _math.power_warmup_decay).
             term = 1.0 - tf.pow(1.0 + schedule.warmup_step / self._inv_gamma, -self._power)
@@ -826,6 +820,10 @@ class ExponentialMovingAverage:
         With ``rules``, variables a rule skips get no shadow (and may be of
         any dtype), ``"copy"`` shadows are assigned the value, and the rest
         average with their rule's decay; all updates are still one grouped op.
+        With ``start_step`` or ``update_every``, each run of the op copies,
+        holds or updates every averaged shadow as the step dictates; a held
+        shadow is rewritten with its own value, so skipping the op on steps
+        the schedule holds changes nothing and saves the work.
 
         Args:
           var_list: variables or tensors (half, bfloat16, float or double);
@@ -851,18 +849,22 @@ class ExponentialMovingAverage:
                     "tf.train.ExponentialMovingAverage does not support non-Variable"
                     " tensors when eager execution is enabled."
                 )
-        policies = [self._policy(var) for var in var_list]
+        rule_policies = None
         if self._rules:
-            self._check_rule_targets(var_list, policies)
+            # All rules are resolved before any shadow exists, so that a rule
+            # deciding for no variable raises with the graph untouched.
+            rule_policies = [self._policy(var) for var in var_list]
+            self._check_rule_targets(var_list, rule_policies)
         zero_debias_shadows = set()
-        for var, policy in zip(var_list, policies):
-            if policy.action == SKIP:
-                self._policies[var.ref()] = policy
+        for i, var in enumerate(var_list):
+            if rule_policies is not None and rule_policies[i].action == SKIP:
+                self._policies[var.ref()] = rule_policies[i]  # before the dtype check: any dtype can be skipped
                 continue
             if var.dtype.base_dtype not in FLOAT_DTYPES:
                 raise TypeError("The variables must be half, float, or double: %s" % var.name)
             if var.ref() in self._averages:
                 continue
+            policy = self._policy(var)
             with tf.init_scope():
                 if isinstance(var, tf.Variable):
                     avg = _shadow_of_variable(var, self.name, policy.shadow_dtype)
@@ -883,7 +885,8 @@ class ExponentialMovingAverage:
                 num_updates = tf.cast(self._num_updates, tf.float32, name="num_updates")
                 warmup_ratio = (1.0 + num_updates) / (10.0 + num_updates)
                 decay = tf.minimum(decay, warmup_ratio)
-            schedule = self._schedule() if self._scheduled else None
+            schedule = self._schedule() if self._reads_step else None
+            gates = None if schedule is None else schedule.gates
             decays = {}  # rule index (None: no rule) -> the scheduled decay tensor
 
             def decay_of(policy: _Policy):
@@ -898,7 +901,8 @@ class ExponentialMovingAverage:
                 return decays[policy.rule]
 
             updates = []
-            for var, policy in zip(var_list, policies):
+            for var in var_list:
+                policy = self._policies[var.ref()]
                 if policy.action == SKIP:
                     continue
                 avg = self._averages[var.ref()]
@@ -906,10 +910,9 @@ class ExponentialMovingAverage:
                     updates.append(_assign_copy(avg, var))
                     continue
                 zero_debias = avg.ref() in zero_debias_shadows
-                if schedule is None and avg.dtype.base_dtype == var.dtype.base_dtype:
+                if gates is None and avg.dtype.base_dtype == var.dtype.base_dtype:
                     updates.append(assign_moving_average(avg, var, decay_of(policy), zero_debias))
                 else:
-                    gates = None if schedule is None else schedule.gates
                     updates.append(_assign_scheduled_average(avg, var, decay_of(policy), zero_debias, gates))
             return tf.group(*updates, name=scope)
 

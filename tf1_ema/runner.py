@@ -14,6 +14,7 @@ that is not Python); it needs no TensorFlow, so bad input fails in a fraction of
 This module imports TensorFlow only inside ``run``, after ``v1.prepare_environment()``.
 """
 
+import ast
 import builtins
 import difflib
 import importlib.machinery
@@ -95,7 +96,7 @@ def check_script(path: str) -> Optional[str]:
 
 def _compiles(source: str) -> bool:
     try:
-        compile(source, "<check>", "exec", dont_inherit=True, flags=0x400)  # ast.PyCF_ONLY_AST
+        compile(source, "<check>", "exec", dont_inherit=True, flags=ast.PyCF_ONLY_AST)
     except (SyntaxError, ValueError):
         return False
     return True
@@ -156,7 +157,7 @@ def run(
         _install_finder(root, py2_print)
         sys.modules["__main__"] = main
         sys.argv = [script, *args]
-        # TF1 parity: `python script.py` puts the script's (symlink-resolved) directory first.
+        # As `python script.py` does: the script's (symlink-resolved) directory comes first.
         if sys.path:
             sys.path[0] = root
         else:

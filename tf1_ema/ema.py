@@ -578,11 +578,12 @@ class ExponentialMovingAverage:
 
     Beyond TF1, keyword-only arguments opt in to the features below; each
     left at its default changes nothing in the graph. The decay of one update
-    at step s is, in float32 and in this order (``tf1_ema._math.scheduled_decay``):
+    at step s is, in float32 (the two pows in float64, rounded once) and in
+    this order (``tf1_ema._math.scheduled_decay``):
 
-        decay_t = min(decay, (1 + n) / (10 + n))                     # if num_updates (TF1)
-        decay_t = min(decay_t, 1 - (1 + s' / inv_gamma) ** -power)   # power warm-up, s' = max(s - start_step, 0)
-        decay_t = max(decay_t, min_decay)                            # if min_decay
+        decay_t = min(decay, (1 + n) / (10 + n))                       # TF1 warm-up, if num_updates
+        decay_t = min(decay_t, 1 - (1 + s' / inv_gamma) ** -power)     # power warm-up, s' = max(s - start_step, 0)
+        decay_t = max(decay_t, min_decay)                              # floor, if min_decay
         decay_t = decay_t ** k,  k = min(update_every, s - start_step + 1)   # if update_every
 
     and one run of the update op copies (shadow = value) while

@@ -1,0 +1,326 @@
+"""The EMA update of many shadows in one op, bit for bit TF1's.
+
+TF1 updates each shadow with three kernels, Sub, Mul and AssignSubVariableOp:
+
+    one_minus_decay = cast(1 - decay in float32, dtype)
+    shadow         -= (shadow - value) * one_minus_decay
+
+which reads and writes the tensor eight times and costs five or six ops per
+variable. ``fused_update`` computes the same thing, rounding exactly where TF1
+rounds, in one custom op ``Tf1EmaUpdate`` for all the shadows of a device: one
+pass over memory (read shadow, read value, write shadow) and one kernel launch.
+
+The op is C++ (``tf1_ema/cc/ema_update.cc``), compiled on first use against
+the installed TensorFlow's headers (``tf.sysconfig`` flags, ``-O3
+-ffp-contract=off``, so no fused multiply-add changes the bits) and cached in
+``$TF1_EMA_CACHE_DIR`` (default ``~/.cache/tf1_ema``) under a name keyed by
+the TensorFlow version, the source and the compiler. When it cannot be built
+(no compiler, no headers), the update falls back to graph ops and one line on
+stderr says why; ``TF1_EMA_FAST=0`` turns the custom op off. The graph path is
+still cheaper than TF1's: ``ResourceApplyGradientDescent(shadow, k, shadow -
+value)`` computes shadow - (shadow - value) * k with the same roundings in two
+kernels instead of three.
+
+Only CPU kernels exist: a shadow that may live on a GPU, on a remote job, or
+inside a distribution strategy takes the graph path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import tensorflow as tf
+
+from tf1_ema import _tf_internal
+
+_v1 = tf.compat.v1
+
+FAST_ENV = "TF1_EMA_FAST"
+CACHE_ENV = "TF1_EMA_CACHE_DIR"
+SOURCE = Path(__file__).with_name("cc") / "ema_update.cc"
+# -ffp-contract=off: `s - d * k` must stay a multiply then a subtract.
+CXX_FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared", "-w")
+FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+_lock = threading.Lock()
+_library = None  # the loaded op module, once built
+_failure: Optional[str] = None  # why it could not be built, once tried
+_notice_printed = False
+
+
+# ---------------------------------------------------------------------------
+# Building and loading the op library
+# ---------------------------------------------------------------------------
+
+
+def fast_path_enabled() -> bool:
+    """False when ``TF1_EMA_FAST`` is set to ``0`` (or ``false``/``no``/``off``)."""
+    return os.environ.get(FAST_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def cache_dir() -> Path:
+    """Where compiled libraries live: ``$TF1_EMA_CACHE_DIR``, else ``$XDG_CACHE_HOME/tf1_ema``."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tf1_ema"
+
+
+def _compiler() -> Optional[str]:
+    """The C++ compiler: ``$CXX``, else ``c++`` or ``g++`` on the PATH."""
+    for candidate in (os.environ.get("CXX"), "c++", "g++"):
+        if candidate and shutil.which(candidate):
+            return shutil.which(candidate)
+    return None
+
+
+def _compiler_version(cxx: str) -> str:
+    """First line of ``cxx --version``; part of the cache key."""
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as e:
+        return "unknown (%s)" % e
+    return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown"
+
+
+def _build_flags() -> List[str]:
+    """Our flags, then TensorFlow's compile and link flags."""
+    return list(CXX_FLAGS) + list(tf.sysconfig.get_compile_flags()) + list(tf.sysconfig.get_link_flags())
+
+
+def library_path(cxx: Optional[str] = None) -> Path:
+    """The cache file the library for this TensorFlow, source and compiler is (or will be) built to."""
+    cxx = cxx or _compiler() or "none"
+    key = hashlib.sha256()
+    for part in (SOURCE.read_bytes(), tf.__version__, " ".join(_build_flags()), _compiler_version(cxx),
+                 platform.machine(), sys.platform):
+        key.update(part if isinstance(part, bytes) else part.encode())
+    return cache_dir() / ("ema_update-tf%s-%s.so" % (tf.__version__, key.hexdigest()[:16]))
+
+
+def build(force: bool = False) -> Path:
+    """Compiles the op library into the cache (if not there yet) and returns its path.
+
+    The library is written to a temporary file in the cache directory and
+    renamed into place, so processes building at the same time never see a
+    partial file; the last rename wins and both results are the same.
+
+    Raises:
+      RuntimeError: no compiler, or the compiler failed (the message says why).
+    """
+    cxx = _compiler()
+    if cxx is None:
+        raise RuntimeError("no C++ compiler found (install g++ or set CXX)")
+    target = library_path(cxx)
+    if target.exists() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
+    os.close(fd)
+    try:
+        cmd = [cxx, str(SOURCE), "-o", tmp] + _build_flags()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            errors = [line for line in proc.stderr.splitlines() if "error" in line] or proc.stderr.splitlines()
+            raise RuntimeError("%s failed: %s" % (os.path.basename(cxx), (errors or ["no output"])[0].strip()))
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def load_library():
+    """The loaded op module, building it on first use; None when it cannot be had.
+
+    Tries once per process. On failure, prints one line to stderr (once) and
+    returns None, so that callers take the graph path.
+    """
+    global _library, _failure, _notice_printed
+    with _lock:
+        if _library is not None or _failure is not None:
+            return _library
+        try:
+            _library = tf.load_op_library(str(build()))
+        except Exception as e:  # pylint: disable=broad-except
+            # Anything from a missing compiler to a stale TensorFlow ABI: the
+            # graph path computes the same bits, only slower.
+            _failure = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if _failure is not None and not _notice_printed:
+            _notice_printed = True
+            print(
+                "tf1_ema: fast EMA update unavailable (%s); using graph ops, same values, slower. "
+                "Install g++ and TensorFlow's headers to enable it, or set %s=0 to silence this."
+                % (_failure, FAST_ENV),
+                file=sys.stderr,
+            )
+        return _library
+
+
+# ---------------------------------------------------------------------------
+# The update
+# ---------------------------------------------------------------------------
+
+
+def _is_plain_resource_variable(v) -> bool:
+    """A local resource variable, not a distributed or other wrapper acting as one."""
+    return (
+        isinstance(v, tf.Variable)
+        and tf.__internal__.ops.is_resource_variable(v)
+        and not isinstance(v, tf.distribute.DistributedValues)
+        and hasattr(v, "handle")
+    )
+
+
+def _is_ref_variable(v) -> bool:
+    """A TF1 ref variable (``use_resource=False``)."""
+    return _tf_internal.use_resource_like(v) is False
+
+
+def _on_local_cpu(v) -> bool:
+    """Whether ``v`` surely lives on a CPU of this process, where the op has a kernel."""
+    spec = tf.DeviceSpec.from_string(v.device or "")
+    if spec.job not in (None, "localhost"):
+        return False  # a remote task would need the op library loaded too
+    if spec.device_type is not None:
+        return spec.device_type.upper() == "CPU"
+    return not tf.config.list_physical_devices("GPU")
+
+
+def _fusable_kind(shadow, value) -> Optional[str]:
+    """``"resource"`` or ``"ref"`` when the pair can go to the custom op, else None."""
+    if tf.distribute.has_strategy():
+        return None
+    if shadow.dtype.base_dtype not in FUSED_DTYPES or value.dtype.base_dtype != shadow.dtype.base_dtype:
+        return None
+    if not (value.shape.is_fully_defined() and shadow.shape.is_fully_defined() and value.shape == shadow.shape):
+        return None  # TF1 would broadcast; leave odd shapes to the graph ops
+    if not _on_local_cpu(shadow):
+        return None
+    if _is_plain_resource_variable(shadow):
+        return "resource"
+    if _is_ref_variable(shadow):
+        return "ref"
+    return None
+
+
+def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
+    """One shadow's update on stock ops: shadow -= (shadow - value) * one_minus_decay.
+
+    For a resource variable this is ``ResourceApplyGradientDescent(shadow, k,
+    shadow - value)``, which computes shadow - k * (shadow - value) with the
+    same roundings as TF1's Sub, Mul, AssignSub, in two kernels; for anything
+    else it is TF1's own ``assign_sub``.
+
+    Args:
+      shadow: the shadow variable.
+      value: a tensor (or variable) of the shadow's dtype and shape.
+      one_minus_decay_cast: ``1 - decay`` already cast to the shadow's dtype.
+
+    Returns:
+      The update op.
+    """
+    if _is_plain_resource_variable(shadow) and not tf.distribute.has_strategy():
+        return tf.raw_ops.ResourceApplyGradientDescent(
+            var=shadow.handle, alpha=one_minus_decay_cast, delta=shadow - value
+        )
+    update = _v1.assign_sub(shadow, (shadow - value) * one_minus_decay_cast)
+    return update if isinstance(update, tf.Operation) else update.op
+
+
+def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Operation:
+    """One Tf1EmaUpdate op for the shadows ``idx`` (all resource variables on one device).
+
+    Values that are resource variables on the shadow's device are passed as
+    handles and read inside the op, which saves a ReadVariableOp per variable;
+    the others are passed as tensors.
+    """
+    by_handle = [i for i in idx if _is_plain_resource_variable(values[i]) and values[i].device == shadows[i].device]
+    handled = set(by_handle)
+    by_tensor = [i for i in idx if i not in handled]
+    return library.tf1_ema_update(
+        shadows=[shadows[i].handle for i in by_handle + by_tensor],
+        variables=[values[i].handle for i in by_handle],
+        tensors=[values[i] for i in by_tensor],
+        one_minus_decay=one_minus_decay,
+    )
+
+
+def fused_update(
+    shadows: Sequence[tf.Variable],
+    values: Sequence,
+    one_minus_decay,
+    name: Optional[str] = None,
+) -> tf.Operation:
+    """Updates every shadow towards its value: shadow -= (shadow - value) * cast(one_minus_decay, dtype).
+
+    The result is bit for bit TF1's per-variable ``assign_sub`` update. Shadows
+    on this process's CPU go to one ``Tf1EmaUpdate`` op per device (one pass
+    over memory for all of them); ref-variable shadows to one
+    ``Tf1EmaUpdateRef`` op per device. A shadow listed more than once, a shape
+    TF1 would broadcast, a GPU/remote/distributed shadow, or any shadow when
+    the op library is unavailable or ``TF1_EMA_FAST=0``, gets ``graph_update``.
+
+    Args:
+      shadows: the shadow variables (half, bfloat16, float or double).
+      values: tensors or variables, one per shadow, same dtype and shape.
+      one_minus_decay: ``1 - decay`` as a float32 scalar (tensor or float).
+      name: name of the returned op; default ``"fused_update"``.
+
+    Returns:
+      One op that runs all the updates (a ``NoOp`` grouping them).
+
+    Raises:
+      ValueError: if ``shadows`` and ``values`` differ in length.
+    """
+    shadows = list(shadows)
+    values = list(values)
+    if len(shadows) != len(values):
+        raise ValueError("fused_update: %d shadows but %d values" % (len(shadows), len(values)))
+    with tf.name_scope(name or "fused_update") as scope:
+        one_minus_decay = tf.convert_to_tensor(one_minus_decay, dtype=tf.float32, name="one_minus_decay")
+        values = [
+            v if isinstance(v, tf.Variable) else tf.convert_to_tensor(v, dtype_hint=s.dtype.base_dtype)
+            for s, v in zip(shadows, values)
+        ]
+        count: Dict = {}
+        for s in shadows:
+            count[s.ref()] = count.get(s.ref(), 0) + 1
+
+        library = load_library() if fast_path_enabled() and shadows else None
+        groups: Dict = {}  # (kind, device) -> list of indices
+        rest: List[int] = []
+        for i, (s, v) in enumerate(zip(shadows, values)):
+            kind = _fusable_kind(s, v) if library is not None and count[s.ref()] == 1 else None
+            if kind is None:
+                rest.append(i)
+            else:
+                groups.setdefault((kind, s.device), []).append(i)
+
+        updates = []
+        for (kind, device), idx in groups.items():
+            with tf.device(device):
+                if kind == "resource":
+                    updates.append(_resource_update(shadows, values, idx, one_minus_decay, library))
+                else:
+                    vals = [values[i] for i in idx]
+                    updates.append(library.tf1_ema_update_ref([shadows[i] for i in idx], vals, one_minus_decay))
+        casts: Dict = {}
+        for i in rest:
+            dtype = shadows[i].dtype.base_dtype
+            if dtype not in casts:
+                # TF1 parity: `1 - decay` is computed in float32 and only then cast.
+                casts[dtype] = one_minus_decay if dtype == tf.float32 else tf.cast(one_minus_decay, dtype)
+            updates.append(graph_update(shadows[i], values[i], casts[dtype]))
+        return tf.group(*updates, name=scope)

@@ -1,0 +1,467 @@
+// One op that updates many exponential-moving-average shadows at once.
+//
+// For every pair (shadow[i], value[i]) of dtype T_i in {half, bfloat16, float,
+// double}, and the float32 scalar one_minus_decay:
+//
+//     k         = cast<T_i>(one_minus_decay)       // round to nearest even
+//     d         = round<T_i>(shadow - value)
+//     m         = round<T_i>(d * k)
+//     shadow    = round<T_i>(shadow - m)
+//
+// which is, bit for bit, what TF1's ExponentialMovingAverage computes with its
+// three kernels Sub, Mul and AssignSubVariableOp (or AssignSub for ref
+// variables): half and bfloat16 are computed in float32 and rounded to the
+// 16-bit type after every operation, as Eigen does, and nothing is fused (the
+// library is compiled with -ffp-contract=off: no fused multiply-add). The
+// difference is the memory traffic: one pass reads shadow and value and writes
+// shadow, 3 accesses per element instead of 8, and one kernel launch serves all
+// variables instead of five or six ops per variable.
+//
+// Denormals: the work runs on TensorFlow's own intra-op threads, which flush
+// denormals to zero like the threads that run the stock kernels, so float32,
+// float64 and bfloat16 denormals are treated exactly as the stock kernels treat
+// them.
+//
+// Variables are locked (in address order, as TF's training ops do) for the
+// whole update, and a shadow whose buffer is shared with a pending read, or
+// that is in copy-on-read mode, gets a fresh buffer first, as
+// PrepareToUpdateVariable does in tensorflow/core/kernels/training_op_helpers.h;
+// here the fresh buffer is written directly by the update instead of being
+// copied and then updated.
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/resource_mgr.h"
+#include "tensorflow/core/framework/resource_var.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#include <immintrin.h>
+#define TF1_EMA_X86 1
+// One copy of the loop per instruction set, picked when the library loads; the
+// bits do not depend on the pick (IEEE operations, no contraction).
+#define TF1_EMA_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define TF1_EMA_X86 0
+#define TF1_EMA_CLONES
+#endif
+
+namespace tf1_ema {
+namespace {
+
+using tensorflow::DataType;
+using tensorflow::OpKernel;
+using tensorflow::OpKernelConstruction;
+using tensorflow::OpKernelContext;
+using tensorflow::Tensor;
+using tensorflow::Var;
+
+// ---------------------------------------------------------------------------
+// The elementwise update, one loop per dtype. `out` may equal `s`.
+// ---------------------------------------------------------------------------
+
+TF1_EMA_CLONES
+void UpdateF32(const float* s, const float* v, float* out, float k, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = s[i] - v[i];
+    const float m = d * k;
+    out[i] = s[i] - m;
+  }
+}
+
+TF1_EMA_CLONES
+void UpdateF64(const double* s, const double* v, double* out, double k, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = s[i] - v[i];
+    const double m = d * k;
+    out[i] = s[i] - m;
+  }
+}
+
+// bfloat16 <-> float32, as Eigen's vectorized conversions: widening is exact,
+// narrowing rounds to nearest even and turns every NaN into 0x7fc0 (the stock
+// kernels' result, sign dropped, measured on TF 2.21).
+inline float Bf16ToF32(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+inline uint16_t F32ToBf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0u;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+TF1_EMA_CLONES
+void UpdateBf16(const uint16_t* s, const uint16_t* v, uint16_t* out, float k, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float si = Bf16ToF32(s[i]);
+    const float d = Bf16ToF32(F32ToBf16(si - Bf16ToF32(v[i])));
+    const float m = Bf16ToF32(F32ToBf16(d * k));
+    out[i] = F32ToBf16(si - m);
+  }
+}
+
+// float16: portable loop on Eigen's conversions (round to nearest even).
+void UpdateF16Portable(const Eigen::half* s, const Eigen::half* v, Eigen::half* out, float k,
+                       int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float si = static_cast<float>(s[i]);
+    const float d = static_cast<float>(Eigen::half(si - static_cast<float>(v[i])));
+    const float m = static_cast<float>(Eigen::half(d * k));
+    out[i] = Eigen::half(si - m);
+  }
+}
+
+#if TF1_EMA_X86
+// float16 with the F16C conversion instructions, 8 lanes at a time; the
+// immediate 0 selects round to nearest even, the same rounding as above.
+__attribute__((target("avx2,f16c"))) void UpdateF16C(const Eigen::half* s, const Eigen::half* v,
+                                                     Eigen::half* out, float k, int64_t n) {
+  const __m256 kk = _mm256_set1_ps(k);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 si = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i)));
+    const __m256 vi = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+    const __m256 d = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_sub_ps(si, vi), 0));
+    const __m256 m = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(d, kk), 0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(_mm256_sub_ps(si, m), 0));
+  }
+  if (i < n) UpdateF16Portable(s + i, v + i, out + i, k, n - i);
+}
+
+const bool kHaveF16C = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+#endif
+
+void UpdateF16(const Eigen::half* s, const Eigen::half* v, Eigen::half* out, float k, int64_t n) {
+#if TF1_EMA_X86
+  if (kHaveF16C) return UpdateF16C(s, v, out, k, n);
+#endif
+  UpdateF16Portable(s, v, out, k, n);
+}
+
+// ---------------------------------------------------------------------------
+// Many tensors, one pass: segments laid end to end and sharded by element.
+// ---------------------------------------------------------------------------
+
+struct Segment {
+  DataType dtype;
+  const void* shadow;
+  const void* value;
+  void* out;
+  int64_t begin;  // offset of this segment's first element in the whole range
+  int64_t size;
+};
+
+// TF's Cast kernel rounds float32 to nearest even for every target type.
+void UpdateRange(const Segment& g, float one_minus_decay, int64_t lo, int64_t hi) {
+  const int64_t n = hi - lo;
+  switch (g.dtype) {
+    case tensorflow::DT_FLOAT:
+      UpdateF32(static_cast<const float*>(g.shadow) + lo, static_cast<const float*>(g.value) + lo,
+                static_cast<float*>(g.out) + lo, one_minus_decay, n);
+      break;
+    case tensorflow::DT_DOUBLE:
+      UpdateF64(static_cast<const double*>(g.shadow) + lo, static_cast<const double*>(g.value) + lo,
+                static_cast<double*>(g.out) + lo, static_cast<double>(one_minus_decay), n);
+      break;
+    case tensorflow::DT_HALF:
+      UpdateF16(static_cast<const Eigen::half*>(g.shadow) + lo,
+                static_cast<const Eigen::half*>(g.value) + lo, static_cast<Eigen::half*>(g.out) + lo,
+                static_cast<float>(Eigen::half(one_minus_decay)), n);
+      break;
+    case tensorflow::DT_BFLOAT16:
+      UpdateBf16(static_cast<const uint16_t*>(g.shadow) + lo,
+                 static_cast<const uint16_t*>(g.value) + lo, static_cast<uint16_t*>(g.out) + lo,
+                 Bf16ToF32(F32ToBf16(one_minus_decay)), n);
+      break;
+    default:
+      break;  // rejected by the op's type constraint
+  }
+}
+
+// Per-element cost handed to Shard, in its units (roughly cycles).
+constexpr int64_t kCostPerElement = 8;
+
+void RunSegments(OpKernelContext* ctx, const std::vector<Segment>& segments, float one_minus_decay) {
+  if (segments.empty()) return;
+  const int64_t total = segments.back().begin + segments.back().size;
+  if (total == 0) return;
+  auto work = [&segments, one_minus_decay](int64_t start, int64_t limit) {
+    // First segment that ends after `start`.
+    auto it = std::upper_bound(segments.begin(), segments.end(), start,
+                               [](int64_t x, const Segment& g) { return x < g.begin + g.size; });
+    for (; it != segments.end() && it->begin < limit; ++it) {
+      const int64_t lo = std::max<int64_t>(start, it->begin) - it->begin;
+      const int64_t hi = std::min<int64_t>(limit, it->begin + it->size) - it->begin;
+      if (lo < hi) UpdateRange(*it, one_minus_decay, lo, hi);
+    }
+  };
+  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+  tensorflow::Shard(threads->num_threads, threads->workers, total, kCostPerElement, work);
+}
+
+absl::Status CheckPair(int i, const Tensor& shadow, const Tensor& value) {
+  if (shadow.dtype() != value.dtype()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Tf1EmaUpdate: shadow ", i, " has dtype ", tensorflow::DataTypeString(shadow.dtype()),
+        " but its value has dtype ", tensorflow::DataTypeString(value.dtype())));
+  }
+  if (!shadow.shape().IsSameSize(value.shape())) {
+    return absl::InvalidArgumentError(absl::StrCat("Tf1EmaUpdate: shadow ", i, " has shape ",
+                                                   shadow.shape().DebugString(), " but its value has shape ",
+                                                   value.shape().DebugString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status OneMinusDecay(OpKernelContext* ctx, int input, float* one_minus_decay) {
+  const Tensor& t = ctx->input(input);
+  if (!tensorflow::TensorShapeUtils::IsScalar(t.shape())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Tf1EmaUpdate: one_minus_decay must be a scalar, got shape ", t.shape().DebugString()));
+  }
+  *one_minus_decay = t.scalar<float>()();
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------
+// Resource variables.
+// ---------------------------------------------------------------------------
+
+// The variables of handle inputs [0, n). Graph-mode handles are looked up in
+// one batch under one lock of the resource manager, which halves the cost per
+// variable against one LookupResource each (it matters with thousands).
+absl::Status LookupVariables(OpKernelContext* ctx, int n, std::vector<tensorflow::core::RefCountPtr<Var>>* vars) {
+  std::vector<const tensorflow::ResourceHandle*> handles(n);
+  bool batch = true;
+  for (int i = 0; i < n; ++i) {
+    handles[i] = &tensorflow::HandleFromInput(ctx, i);
+    batch = batch && !handles[i]->IsRefCounting();
+  }
+  if (batch) {
+    TF_RETURN_IF_ERROR(tensorflow::LookupResources(ctx, handles, vars));
+  } else {
+    for (int i = 0; i < n; ++i) TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, *handles[i], &(*vars)[i]));
+  }
+  for (int i = 0; i < n; ++i) {
+    if (!(*vars)[i]) {
+      // The message and error class of ReadVariableOp, which TF1 code may catch.
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Could not find variable ", handles[i]->name(),
+          ". This could mean that the variable has been deleted. In TF1, it can also mean the variable is "
+          "uninitialized. Debug info: container=", handles[i]->container()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Inputs: N shadow handles; M variable handles, the values of shadows
+// [0, M); the tensors T, values of shadows [M, N); one_minus_decay. Reading a
+// value variable here, under its lock, saves one ReadVariableOp per variable.
+class Tf1EmaUpdateOp : public OpKernel {
+ public:
+  explicit Tf1EmaUpdateOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("M", &m_));
+    std::vector<DataType> t;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("T", &t));
+    OP_REQUIRES(ctx, m_ + static_cast<int>(t.size()) == n_,
+                absl::InvalidArgumentError(absl::StrCat("Tf1EmaUpdate: ", n_, " shadows but ", m_,
+                                                        " variables and ", t.size(), " tensors")));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    float one_minus_decay;
+    OP_REQUIRES_OK(ctx, OneMinusDecay(ctx, ctx->num_inputs() - 1, &one_minus_decay));
+
+    // vars[0, N) are the shadows, vars[N, N + M) the value variables.
+    std::vector<tensorflow::core::RefCountPtr<Var>> vars(n_ + m_);
+    OP_REQUIRES_OK(ctx, LookupVariables(ctx, n_ + m_, &vars));
+    // Each variable is locked once, in address order as TF's training ops do
+    // so that ops sharing variables cannot deadlock: exclusively if it is a
+    // shadow (as AssignSubVariableOp), shared if it is only read (as
+    // ReadVariableOp). A shadow listed twice would be updated twice in
+    // parallel, so it is refused (the Python side never sends one).
+    std::vector<std::pair<Var*, bool>> order;  // (variable, exclusive)
+    order.reserve(n_ + m_);
+    for (int i = 0; i < n_ + m_; ++i) order.emplace_back(vars[i].get(), i < n_);
+    std::sort(order.begin(), order.end(), [](const std::pair<Var*, bool>& a, const std::pair<Var*, bool>& b) {
+      return a.first->mu() != b.first->mu() ? a.first->mu() < b.first->mu() : a.second > b.second;
+    });
+    std::vector<tensorflow::mutex_lock> locks;
+    std::vector<tensorflow::tf_shared_lock> shared_locks;
+    locks.reserve(order.size());
+    shared_locks.reserve(order.size());
+    for (size_t j = 0; j < order.size(); ++j) {
+      Var* var = order[j].first;
+      if (j > 0 && order[j - 1].first == var) {
+        OP_REQUIRES(ctx, !order[j].second,
+                    absl::InvalidArgumentError("Tf1EmaUpdate: the same shadow variable appears twice"));
+        continue;  // already locked, exclusively if it is also a shadow
+      }
+      if (order[j].second) {
+        locks.emplace_back(*var->mu());
+      } else {
+        shared_locks.emplace_back(*var->mu());
+      }
+    }
+
+    std::vector<Segment> segments(n_);
+    std::vector<std::pair<Var*, Tensor>> fresh;  // shadows that get a new buffer
+    int64_t begin = 0;
+    for (int i = 0; i < n_; ++i) {
+      Var* var = vars[i].get();
+      Tensor* shadow = var->tensor();
+      OP_REQUIRES(ctx, var->is_initialized && shadow->IsInitialized(),
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "Error while reading resource variable ", tensorflow::HandleFromInput(ctx, i).name(),
+                      ". This could mean that the variable was uninitialized.")));
+      const Tensor* value;
+      if (i < m_) {
+        Var* value_var = vars[n_ + i].get();
+        value = value_var->tensor();
+        OP_REQUIRES(ctx, value_var->is_initialized && value->IsInitialized(),
+                    absl::FailedPreconditionError(absl::StrCat(
+                        "Error while reading resource variable ", tensorflow::HandleFromInput(ctx, n_ + i).name(),
+                        ". This could mean that the variable was uninitialized.")));
+      } else {
+        value = &ctx->input(n_ + m_ + (i - m_));
+      }
+      OP_REQUIRES_OK(ctx, CheckPair(i, *shadow, *value));
+      Segment& g = segments[i];
+      g.dtype = shadow->dtype();
+      g.shadow = shadow->data();
+      g.value = value->data();
+      g.out = shadow->data();
+      g.begin = begin;
+      g.size = shadow->NumElements();
+      begin += g.size;
+      // As PrepareToUpdateVariable: never write a buffer someone else holds
+      // (a pending read, or the value itself); the update then writes a new
+      // buffer instead of copying first and updating in place.
+      if (var->copy_on_read_mode.load() || !shadow->RefCountIsOne()) {
+        tensorflow::AllocatorAttributes attr;
+        attr.set_gpu_compatible(true);
+        attr.set_nic_compatible(true);
+        Tensor tmp;
+        OP_REQUIRES_OK(ctx, ctx->allocate_temp(shadow->dtype(), shadow->shape(), &tmp, attr));
+        g.out = tmp.data();
+        fresh.emplace_back(var, std::move(tmp));
+      }
+    }
+    RunSegments(ctx, segments, one_minus_decay);
+    for (auto& [var, tmp] : fresh) *var->tensor() = std::move(tmp);
+  }
+
+ private:
+  int n_ = 0;
+  int m_ = 0;
+};
+
+// ---------------------------------------------------------------------------
+// Ref variables (TF1's classic `tf.Variable` with use_resource=False).
+// ---------------------------------------------------------------------------
+
+class Tf1EmaUpdateRefOp : public OpKernel {
+ public:
+  explicit Tf1EmaUpdateRefOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("use_locking", &use_locking_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    const int n = num_inputs() / 2;
+    float one_minus_decay;
+    OP_REQUIRES_OK(ctx, OneMinusDecay(ctx, 2 * n, &one_minus_decay));
+
+    // Ref variables share their buffer by design: updated in place, like AssignSub.
+    std::vector<tensorflow::mutex*> mutexes;
+    for (int i = 0; i < n; ++i) mutexes.push_back(ctx->input_ref_mutex(i));
+    std::vector<tensorflow::mutex*> order = mutexes;
+    std::sort(order.begin(), order.end());
+    OP_REQUIRES(ctx, std::adjacent_find(order.begin(), order.end()) == order.end(),
+                absl::InvalidArgumentError("Tf1EmaUpdateRef: the same shadow variable appears twice"));
+    std::vector<tensorflow::mutex_lock> locks;
+    if (use_locking_) {
+      locks.reserve(n);
+      for (auto* mu : order) locks.emplace_back(*mu);
+    }
+
+    std::vector<Segment> segments(n);
+    int64_t begin = 0;
+    for (int i = 0; i < n; ++i) {
+      Tensor shadow = ctx->mutable_input(i, use_locking_);
+      const Tensor& value = ctx->input(n + i);
+      OP_REQUIRES(ctx, shadow.IsInitialized(),
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "Attempting to use uninitialized value ", requested_input(i))));
+      OP_REQUIRES_OK(ctx, CheckPair(i, shadow, value));
+      Segment& g = segments[i];
+      g.dtype = shadow.dtype();
+      g.shadow = shadow.data();
+      g.value = value.data();
+      g.out = shadow.data();
+      g.begin = begin;
+      g.size = shadow.NumElements();
+      begin += g.size;
+    }
+    RunSegments(ctx, segments, one_minus_decay);
+  }
+
+ private:
+  bool use_locking_ = false;
+};
+
+}  // namespace
+}  // namespace tf1_ema
+
+namespace tensorflow {
+
+REGISTER_OP("Tf1EmaUpdate")
+    .Input("shadows: N * resource")
+    .Input("variables: M * resource")
+    .Input("tensors: T")
+    .Input("one_minus_decay: float")
+    .Attr("N: int >= 1")
+    .Attr("M: int >= 0")
+    .Attr("T: list({half, bfloat16, float, double}) >= 0")
+    .SetIsStateful()
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      shape_inference::ShapeHandle unused;
+      return c->WithRank(c->input(c->num_inputs() - 1), 0, &unused);
+    })
+    .Doc(R"doc(
+For each i: shadows[i] -= (shadows[i] - value[i]) * cast(one_minus_decay, dtype[i]),
+rounding to dtype[i] after every operation, as TF1's ExponentialMovingAverage does.
+value[i] is the variable variables[i] for i < M, else the tensor tensors[i - M].
+)doc");
+
+REGISTER_OP("Tf1EmaUpdateRef")
+    .Input("shadows: Ref(T)")
+    .Input("values: T")
+    .Input("one_minus_decay: float")
+    .Attr("T: list({half, bfloat16, float, double})")
+    .Attr("use_locking: bool = false")
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      shape_inference::ShapeHandle unused;
+      return c->WithRank(c->input(c->num_inputs() - 1), 0, &unused);
+    })
+    .Doc(R"doc(
+Tf1EmaUpdate for ref variables: updates in place, locking only with use_locking.
+)doc");
+
+REGISTER_KERNEL_BUILDER(Name("Tf1EmaUpdate").Device(DEVICE_CPU), tf1_ema::Tf1EmaUpdateOp);
+REGISTER_KERNEL_BUILDER(Name("Tf1EmaUpdateRef").Device(DEVICE_CPU), tf1_ema::Tf1EmaUpdateRefOp);
+
+}  // namespace tensorflow

@@ -1,0 +1,373 @@
+"""The fused EMA update (``tf1_ema._update_op``) against TF1's own ops, bit for bit.
+
+The custom op is compiled once per test session into a temporary cache (the
+``library`` fixture); tests of the graph fallback switch it off. Every value
+check compares raw bits (``view`` as unsigned integers), so a changed rounding,
+a flushed denormal or a lost negative zero fails. The single exception is
+pinned by its own test: stock TensorFlow gives a bfloat16 NaN the sign bit of
+the float32 NaN only in the scalar tail of its vectorized loops, so bfloat16
+NaNs are compared by position.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import ml_dtypes
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf1_ema import _update_op
+
+v1 = tf.compat.v1
+
+DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+SHAPES = ((), (0,), (1,), (7,), (5, 7), (1031,), (4, 0, 3))
+UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+
+
+# ---------------------------------------------------------------------------
+# Fixtures and helpers
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def library(tmp_path_factory):
+    """The op library, built once per session into a temporary cache directory (skips without a compiler)."""
+    if _update_op._compiler() is None:
+        pytest.skip("no C++ compiler: only the graph fallback can be tested")
+    cache = tmp_path_factory.mktemp("tf1_ema_cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(_update_op.CACHE_ENV, str(cache))
+        mp.setenv(_update_op.FAST_ENV, "1")
+        path = _update_op.build()
+        lib = _update_op.load_library()
+    assert lib is not None
+    return {"module": lib, "path": path, "cache": cache}
+
+
+@pytest.fixture
+def fast(library, monkeypatch):
+    """The custom op enabled, with the session's cache directory."""
+    monkeypatch.setenv(_update_op.CACHE_ENV, str(library["cache"]))
+    monkeypatch.setenv(_update_op.FAST_ENV, "1")
+    return library
+
+
+@pytest.fixture
+def no_library(monkeypatch):
+    """A process that has not tried to build the library yet and has no compiler."""
+    monkeypatch.setattr(_update_op, "_library", None)
+    monkeypatch.setattr(_update_op, "_failure", None)
+    monkeypatch.setattr(_update_op, "_notice_printed", False)
+    monkeypatch.setattr(_update_op, "_compiler", lambda: None)
+    monkeypatch.setenv(_update_op.FAST_ENV, "1")
+
+
+def special_values(np_dtype) -> np.ndarray:
+    """Zeros of both signs, infinities, NaNs, the largest and smallest normal and subnormal numbers."""
+    info = ml_dtypes.finfo(np_dtype)
+    sub = float(info.smallest_subnormal)
+    tiny = float(info.smallest_normal)
+    big = float(info.max)
+    vals = [0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, big, -big, tiny, -tiny, sub, -sub, 3 * sub, tiny / 2, 1.0]
+    return np.array(vals, np.float64).astype(np_dtype)
+
+
+def random_data(rng, dtype, shape, special_fraction=0.25) -> np.ndarray:
+    """Normal draws over many magnitudes, with a fraction replaced by ``special_values``."""
+    np_dtype = dtype.as_numpy_dtype
+    shape = tuple(shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    with np.errstate(over="ignore"):
+        x = (rng.standard_normal(n) * np.exp(rng.uniform(-12, 12, n))).astype(np_dtype)
+    k = int(n * special_fraction)
+    x[rng.integers(0, max(n, 1), k)] = rng.choice(special_values(np_dtype), k)
+    return x.reshape(shape)
+
+
+def assert_same_bits(ours, stock):
+    """Asserts equal bits; bfloat16 NaNs only need to be NaN in the same places (see the module docstring)."""
+    ours, stock = np.asarray(ours), np.asarray(stock)
+    assert ours.dtype == stock.dtype and ours.shape == stock.shape
+    a, b = ours.view(UINT[ours.itemsize]), stock.view(UINT[stock.itemsize])
+    if ours.dtype == ml_dtypes.bfloat16:
+        nan_a, nan_b = np.isnan(ours.astype(np.float32)), np.isnan(stock.astype(np.float32))
+        np.testing.assert_array_equal(nan_a, nan_b)
+        a, b = a[~nan_a], b[~nan_b]
+    np.testing.assert_array_equal(a, b)
+
+
+def op_types(graph, prefix="fused_update"):
+    """The op types under name scope ``prefix``."""
+    return sorted(op.type for op in graph.get_operations() if op.name.startswith(prefix))
+
+
+def run_against_stock_formula(sess, dtype, shapes, use_resource=True, one_minus_decays=(0.1, 0.5, 1e-4), steps=2):
+    """Runs fused_update and TF1's own assign_sub update side by side; asserts equal bits after every step."""
+    rng = np.random.default_rng(len(shapes) * 100 + DTYPES.index(dtype))
+    values = [v1.get_variable("value%d" % i, shape=s, dtype=dtype, use_resource=use_resource) for i, s in enumerate(shapes)]
+    stock = [v1.get_variable("stock%d" % i, shape=s, dtype=dtype, use_resource=use_resource) for i, s in enumerate(shapes)]
+    ours = [v1.get_variable("ours%d" % i, shape=s, dtype=dtype, use_resource=use_resource) for i, s in enumerate(shapes)]
+    omd = v1.placeholder(tf.float32, [])
+    # TF1 parity: this is moving_averages.assign_moving_average's update_fn.
+    k = omd if dtype == tf.float32 else tf.cast(omd, dtype)
+    stock_op = tf.group(*[v1.assign_sub(s, (s - v) * k) for s, v in zip(stock, values)])
+    ours_op = _update_op.fused_update(ours, values, omd)
+    feeds = [v1.placeholder(dtype, s) for s in shapes]
+    set_values = [v1.assign(v, f) for v, f in zip(values, feeds)]
+    set_shadows = [v1.assign(v, f) for v, f in zip(stock + ours, feeds + feeds)]
+    for o in one_minus_decays:
+        sess.run(set_shadows, {f: random_data(rng, dtype, s) for f, s in zip(feeds, shapes)})
+        for _ in range(steps):
+            sess.run(set_values, {f: random_data(rng, dtype, s) for f, s in zip(feeds, shapes)})
+            sess.run(stock_op, {omd: o})
+            sess.run(ours_op, {omd: o})
+            for a, b in zip(sess.run(ours), sess.run(stock)):
+                assert_same_bits(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Bits
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_bits_equal_tf1_assign_sub_for_every_dtype_and_shape(fast, session, dtype, shape):
+    """Each dtype and shape, with NaN, inf, -0 and subnormals, updates to TF1's bits."""
+    run_against_stock_formula(session, dtype, [shape])
+    assert "Tf1EmaUpdate" in op_types(session.graph)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_bits_equal_tf1_for_awkward_one_minus_decays(fast, session, dtype):
+    """0, 1, subnormal, huge and rounding-tie values of 1 - decay are cast as TF's Cast kernel casts them."""
+    ties = np.array([0x3DCC8000, 0x3F008000, 0x38801000, 0x33800001], np.uint32).view(np.float32)
+    awkward = [0.0, 1.0, 1e-45, 1e-30, 3e38, -0.5, float(np.float32(1) - np.float32(0.999))] + ties.tolist()
+    run_against_stock_formula(session, dtype, [(257,)], one_minus_decays=awkward, steps=1)
+
+
+def test_many_tensors_of_mixed_sizes_in_one_op(fast, session):
+    """Hundreds of tensors whose boundaries fall inside the threads' shards update to TF1's bits."""
+    sizes = np.random.default_rng(1).integers(0, 3000, 300)
+    run_against_stock_formula(session, tf.float32, [(int(n),) for n in sizes], one_minus_decays=(0.25,), steps=1)
+    assert op_types(session.graph).count("Tf1EmaUpdate") == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_ref_variables_use_the_ref_op_with_tf1_bits(fast, session, dtype):
+    """Ref-variable shadows (use_resource=False) go to Tf1EmaUpdateRef and update to TF1's bits."""
+    run_against_stock_formula(session, dtype, [(), (33,)], use_resource=False)
+    assert "Tf1EmaUpdateRef" in op_types(session.graph)
+
+
+@pytest.mark.parametrize("num_updates", [None, 3], ids=["no_step", "step"])
+def test_bits_equal_the_stock_ema_class_for_mixed_dtypes(fast, session, num_updates):
+    """Against tf.compat.v1.train.ExponentialMovingAverage itself: all dtypes, variable and tensor values, one op."""
+    rng = np.random.default_rng(7)
+    shapes = [(), (9,), (3, 5)]
+    variables = [
+        v1.get_variable("w_%s_%d" % (d.name, i), initializer=random_data(rng, d, s, 0.1), use_resource=True)
+        for d in DTYPES for i, s in enumerate(shapes)
+    ]
+    tensors = [tf.identity(v) * 2 for v in variables[:4]]
+    decay = v1.placeholder(tf.float32, [])
+    step = tf.constant(num_updates, tf.int64) if num_updates is not None else None
+    ema = v1.train.ExponentialMovingAverage(decay, num_updates=step)
+    stock_op = ema.apply(variables + tensors)
+    stock = [ema.average(v) for v in variables + tensors]
+    ours = [
+        v1.get_variable("ours%d" % i, shape=s.shape, dtype=s.dtype.base_dtype, use_resource=True)
+        for i, s in enumerate(stock)
+    ]
+    decay_t = decay
+    if num_updates is not None:
+        n = tf.cast(step, tf.float32)
+        decay_t = tf.minimum(decay, (1.0 + n) / (10.0 + n))
+    ours_op = _update_op.fused_update(ours, variables + tensors, 1.0 - decay_t)
+    assert op_types(session.graph).count("Tf1EmaUpdate") == 1
+    session.run(v1.global_variables_initializer())
+    session.run([o.assign(s) for o, s in zip(ours, stock)])
+    for d in (0.9, 0.999, 0.0, 1.0, 0.3):
+        session.run([v.assign(random_data(rng, v.dtype.base_dtype, v.shape, 0.1)) for v in variables])
+        session.run(stock_op, {decay: d})
+        session.run(ours_op, {decay: d})
+        for a, b in zip(session.run(ours), session.run(stock)):
+            assert_same_bits(a, b)
+
+
+def test_bfloat16_nan_sign_differs_from_stock_only_in_its_scalar_tail(fast, session):
+    """Stock bfloat16 NaNs are 0x7fc0 in vectorized lanes and keep the sign in the scalar tail; ours are all 0x7fc0."""
+    n = 67  # the tail is the last n % packet-size elements
+    shadow_stock = v1.get_variable("s", initializer=np.full(n, -np.inf, ml_dtypes.bfloat16), use_resource=True)
+    shadow_ours = v1.get_variable("o", initializer=np.full(n, -np.inf, ml_dtypes.bfloat16), use_resource=True)
+    value = v1.get_variable("v", initializer=np.full(n, -np.inf, ml_dtypes.bfloat16), use_resource=True)
+    k = tf.cast(tf.constant(0.5), tf.bfloat16)
+    stock_op = v1.assign_sub(shadow_stock, (shadow_stock - value) * k)  # -inf - -inf: the default NaN, negative
+    ours_op = _update_op.fused_update([shadow_ours], [value], 0.5)
+    session.run(v1.global_variables_initializer())
+    session.run([stock_op, ours_op])
+    stock, ours = (x.view(np.uint16) for x in session.run([shadow_stock, shadow_ours]))
+    assert set(ours.tolist()) == {0x7FC0}
+    assert stock[0] == 0x7FC0 and stock[-1] == 0xFFC0
+
+
+# ---------------------------------------------------------------------------
+# Semantics of the op
+# ---------------------------------------------------------------------------
+
+
+def test_a_shadow_held_by_a_pending_read_gets_a_new_buffer(fast, session):
+    """A read of the shadow fetched in the same step keeps the old value, as TF's copy-before-update guarantees."""
+    shadow = v1.get_variable("shadow", initializer=np.full(1000, 4.0, np.float32), use_resource=True)
+    value = v1.get_variable("value", initializer=np.zeros(1000, np.float32), use_resource=True)
+    before = tf.identity(shadow.read_value())
+    with tf.control_dependencies([before]):
+        update = _update_op.fused_update([shadow], [value], 0.25)
+    session.run(v1.global_variables_initializer())
+    old, _ = session.run([before, update])
+    np.testing.assert_array_equal(old, 4.0)
+    np.testing.assert_array_equal(session.run(shadow), 3.0)
+
+
+def test_uninitialized_shadow_raises_failed_precondition(fast, session):
+    """Updating a shadow that was never initialized fails like ReadVariableOp does, with FailedPreconditionError."""
+    shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
+    value = v1.get_variable("value", shape=[3], use_resource=True)
+    update = _update_op.fused_update([shadow], [value], 0.5)
+    session.run(value.initializer)
+    with pytest.raises(tf.errors.FailedPreconditionError, match="shadow"):
+        session.run(update)
+
+
+def test_the_raw_op_refuses_a_repeated_shadow(fast, session):
+    """The kernel rejects the same shadow twice (it would update it twice at once)."""
+    shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
+    update = fast["module"].tf1_ema_update(
+        shadows=[shadow.handle, shadow.handle], variables=[], tensors=[tf.ones(3), tf.ones(3)], one_minus_decay=0.5
+    )
+    session.run(shadow.initializer)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="twice"):
+        session.run(update)
+
+
+def test_a_repeated_shadow_takes_the_graph_path(fast, session):
+    """fused_update sends a shadow listed twice to graph ops, and the other shadows to the custom op."""
+    a = v1.get_variable("a", shape=[3], use_resource=True)
+    b = v1.get_variable("b", shape=[3], use_resource=True)
+    _update_op.fused_update([a, b, a], [tf.ones(3)] * 3, 0.5)
+    types = op_types(session.graph)
+    assert types.count("Tf1EmaUpdate") == 1 and types.count("ResourceApplyGradientDescent") == 2
+
+
+def test_variable_values_are_read_inside_the_op(fast, session):
+    """A resource-variable value is passed by handle, so the update adds no ReadVariableOp."""
+    shadows = [v1.get_variable("s%d" % i, shape=[3], use_resource=True) for i in range(3)]
+    values = [v1.get_variable("v%d" % i, shape=[3], use_resource=True) for i in range(3)]
+    _update_op.fused_update(shadows, values, 0.5)
+    assert op_types(session.graph) == ["Const", "NoOp", "Tf1EmaUpdate"]
+
+
+def test_eager_update_equals_the_tf1_formula(fast):
+    """In eager mode the op updates variables to the same bits as TF1's formula."""
+    rng = np.random.default_rng(3)
+    for dtype in DTYPES:
+        init, value = random_data(rng, dtype, (41,)), random_data(rng, dtype, (41,))
+        ours, stock = tf.Variable(init), tf.Variable(init)
+        _update_op.fused_update([ours], [tf.constant(value)], 0.125)
+        stock.assign_sub((stock - value) * tf.cast(0.125, dtype))
+        assert_same_bits(ours.numpy(), stock.numpy())
+
+
+# ---------------------------------------------------------------------------
+# Fallback, switch and cache
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
+def test_fast_0_uses_graph_ops_with_tf1_bits(monkeypatch, session, dtype):
+    """TF1_EMA_FAST=0 builds ResourceApplyGradientDescent updates, no custom op, with TF1's bits."""
+    monkeypatch.setenv(_update_op.FAST_ENV, "0")
+    run_against_stock_formula(session, dtype, [(), (1031,)])
+    types = op_types(session.graph)
+    assert "Tf1EmaUpdate" not in types and "ResourceApplyGradientDescent" in types
+
+
+def test_without_a_compiler_one_line_notice_then_graph_ops(no_library, session, capsys):
+    """Without a compiler the first update prints one line on stderr, later ones none, and both use graph ops."""
+    shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
+    _update_op.fused_update([shadow], [tf.ones(3)], 0.5, name="first")
+    _update_op.fused_update([shadow], [tf.ones(3)], 0.5, name="second")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "no C++ compiler found" in err and "TF1_EMA_FAST=0" in err
+    assert "Tf1EmaUpdate" not in op_types(session.graph, "")
+
+
+def test_fast_0_does_not_even_try_to_build(no_library, monkeypatch, session, capsys):
+    """With TF1_EMA_FAST=0 nothing is compiled and nothing is printed."""
+    monkeypatch.setenv(_update_op.FAST_ENV, "0")
+    shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
+    _update_op.fused_update([shadow], [tf.ones(3)], 0.5)
+    assert capsys.readouterr().err == ""
+    assert _update_op._failure is None
+
+
+def test_a_compile_error_is_reported_and_leaves_no_file(fast, monkeypatch, tmp_path):
+    """A source that does not compile raises with the compiler's error and leaves no file in the cache."""
+    broken = tmp_path / "ema_update.cc"
+    broken.write_text('#error "tf1_ema test: broken on purpose"\n')
+    monkeypatch.setattr(_update_op, "SOURCE", broken)
+    monkeypatch.setenv(_update_op.CACHE_ENV, str(tmp_path / "cache"))
+    with pytest.raises(RuntimeError, match="broken on purpose"):
+        _update_op.build()
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_the_cache_key_follows_the_source(fast, monkeypatch, tmp_path):
+    """Another source (or TensorFlow, compiler, flags) gets another cache file name."""
+    other = tmp_path / "ema_update.cc"
+    other.write_bytes(_update_op.SOURCE.read_bytes() + b"\n// changed\n")
+    assert _update_op.library_path() == fast["path"]
+    monkeypatch.setattr(_update_op, "SOURCE", other)
+    assert _update_op.library_path() != fast["path"]
+    assert fast["path"].name.startswith("ema_update-tf%s-" % tf.__version__)
+
+
+def test_a_built_library_is_reused_in_and_across_processes(fast):
+    """build() and a fresh process load the cached file without compiling again."""
+    stat = fast["path"].stat()
+    assert _update_op.build() == fast["path"]
+    script = textwrap.dedent(
+        """
+        import subprocess, sys
+        from tf1_ema import _update_op
+        run = subprocess.run
+        def no_compile(cmd, *args, **kwargs):
+            if "-o" in cmd:
+                sys.exit("compiled again")
+            return run(cmd, *args, **kwargs)
+        _update_op.subprocess.run = no_compile
+        assert _update_op.load_library() is not None
+        print("loaded")
+        """
+    )
+    env = dict(os.environ, **{_update_op.CACHE_ENV: str(fast["cache"]), _update_op.FAST_ENV: "1"})
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "loaded" in proc.stdout
+    after = fast["path"].stat()
+    assert (after.st_ino, after.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
+    assert not [p for p in fast["cache"].iterdir() if p.name.startswith(".build-")]
+
+
+def test_the_library_has_no_fused_multiply_add(fast):
+    """The compiled update loops contain no FMA instruction, which would change the bits."""
+    objdump = _update_op.shutil.which("objdump")
+    if objdump is None or _update_op.platform.machine() != "x86_64":
+        pytest.skip("needs objdump on x86-64")
+    asm = subprocess.run([objdump, "-d", str(fast["path"])], capture_output=True, text=True).stdout
+    assert "vfmadd" not in asm and "vfmsub" not in asm and "vfnmadd" not in asm and "vfnmsub" not in asm

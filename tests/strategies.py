@@ -110,4 +110,5 @@ def assert_same_bits(actual, desired, err_msg: str = "") -> None:
     actual, desired = np.asarray(actual), np.asarray(desired)
     assert actual.dtype == desired.dtype, "%s: dtype %s != %s" % (err_msg, actual.dtype, desired.dtype)
     np.testing.assert_array_equal(actual.astype(np.float64), desired.astype(np.float64), err_msg=err_msg)
-    assert actual.tobytes() == desired.tobytes(), "%s: same values, different bits (signed zero or NaN payload)" % err_msg
+    same_bits = actual.tobytes() == desired.tobytes()
+    assert same_bits, "%s: same values, different bits (signed zero or NaN payload)" % err_msg

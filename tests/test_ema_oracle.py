@@ -31,6 +31,7 @@ STEP_COUNTERS = [7 * i for i in range(STEPS)]
 
 
 def _case_id(case):
+    """``tensor-float16-vector-decay_variable-step-debias``."""
     decay_kind, num_updates, zero_debias, dtype, shape, kind = case
     return "-".join(
         [
@@ -106,7 +107,8 @@ def grid():
                 feed_dict = {spec["feed"]: spec["values"][t] for spec in specs.values()}
                 feed_dict[step_in] = STEP_COUNTERS[t]
                 sess.run(assigns, feed_dict)
-                sess.run(update, {spec["feed"]: spec["values"][t] for spec in specs.values() if spec["kind"] == "tensor"})
+                tensors = {spec["feed"]: spec["values"][t] for spec in specs.values() if spec["kind"] == "tensor"}
+                sess.run(update, tensors)
                 for case, value in sess.run(shadows).items():
                     observed[case].append(value)
     return {

@@ -142,7 +142,13 @@ def value_case_id(case):
     """``resource-float16-decay_variable-step-debias``: readable and a valid TF name."""
     kind, dtype, decay_kind, num_updates, zero_debias = case
     return "-".join(
-        [kind, dtype, "decay_" + decay_kind, "step" if num_updates else "no_step", "debias" if zero_debias else "biased"]
+        [
+            kind,
+            dtype,
+            "decay_" + decay_kind,
+            "step" if num_updates else "no_step",
+            "debias" if zero_debias else "biased",
+        ]
     )
 
 
@@ -288,12 +294,23 @@ def model_zero_debias_tensors(cls, amv):
 
 
 def model_unknown_shape_tensors(cls, amv):
-    """Tensors of partly and wholly unknown shape (no debiasing, which needs a known shape)."""
+    """Tensors of partly and wholly unknown shape (no debiasing, which needs one), and a shapeless variable."""
     x = v1.placeholder(tf.float32, [None, 3], name="x")
     y = v1.placeholder(tf.float64, None, name="y")
+    w = v1.Variable(np.ones((2, 3), np.float32), name="w", shape=tf.TensorShape(None))
     ema = cls(0.9)
-    op = ema.apply([x, y])
-    return {"emas": [ema], "averaged": [x, y], "ops": [op]}
+    op = ema.apply([x, y, w])
+    return {"emas": [ema], "averaged": [x, y, w], "ops": [op]}
+
+
+def model_python_numbers(cls, amv):
+    """NumPy decays and Python or float-tensor step counters, the forms TF1 tutorials passed."""
+    w = v1.Variable(np.ones(3, np.float32), name="w")
+    first = cls(np.float64(0.9), num_updates=5)
+    second = cls(np.float32(0.99), num_updates=tf.constant(3.0), name="Float")
+    third = cls(1, num_updates=np.int64(7), name="IntDecay")
+    ops = [first.apply([w]), second.apply([w]), third.apply([w])]
+    return {"emas": [first, second, third], "averaged": [w], "ops": ops}
 
 
 def model_scopes_and_names(cls, amv):
@@ -434,6 +451,7 @@ MODELS = {
         model_assign_moving_average,
         model_tensor_decay_and_ref_tensor,
         model_inside_control_flow,
+        model_python_numbers,
         model_caller_variable_scope,
     )
 }
@@ -442,7 +460,9 @@ MODEL_STEPS = 6
 
 def _summarize(graph, result):
     """Everything comparable about a built model, as plain data."""
-    collections = {key: [describe(x) for x in graph.get_collection(key)] for key in sorted(graph.get_all_collection_keys())}
+    collections = {
+        key: [describe(x) for x in graph.get_collection(key)] for key in sorted(graph.get_all_collection_keys())
+    }
     return {
         "variables": [variable_summary(v) for v in v1.global_variables() + v1.local_variables()],
         "collections": collections,
@@ -470,6 +490,7 @@ def _summarize(graph, result):
 
 
 def _as_op(x):
+    """The operation of a tensor, or the operation itself."""
     return x if isinstance(x, tf.Operation) else x.op
 
 
@@ -496,11 +517,17 @@ def _run_model(sess, graph, ops):
     variables = {v.op.name: v for v in v1.global_variables()}
     history = []
     for feed in feeds:
-        sess.run(perturb_ops, {ph: random_value(rng, ph.dtype, ph.shape.as_list()) for _, ph in perturb})
+        sess.run(perturb_ops, {ph: random_value(rng, ph.dtype, _known_shape(v)) for v, ph in perturb})
         for op in ops:  # one run each: two updates of one variable in one run would race
             sess.run(op, feed)
         history.append(sess.run(variables))
     return history
+
+
+def _known_shape(var):
+    """The variable's shape, or its initial value's if the variable was made shapeless."""
+    shape = var.shape if var.shape.rank is not None else var.initial_value.shape
+    return shape.as_list()
 
 
 @functools.lru_cache(maxsize=None)
@@ -550,7 +577,7 @@ def test_average_names_equal_the_reference(model):
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_variables_to_restore_equals_the_reference(model):
-    """variables_to_restore(), default and with moving_avg_variables given, maps the same names to the same variables."""
+    """variables_to_restore(), default and with moving_avg_variables given, maps the same names alike."""
     built = built_model(model)
     assert built[OURS]["summary"]["restore"] == built[REFERENCE]["summary"]["restore"]
 
@@ -1037,6 +1064,7 @@ AMV_CASES = [
 
 
 def amv_case_id(case):
+    """``resource-float16-decay_python_float-debias``: readable and a valid TF name."""
     dtype, decay_kind, zero_debias, kind = case
     return "-".join([kind, dtype, "decay_" + decay_kind, "debias" if zero_debias else "biased"])
 
@@ -1073,7 +1101,7 @@ def amv_runs():
 
 @pytest.mark.parametrize("case", AMV_CASES, ids=[amv_case_id(c) for c in AMV_CASES])
 def test_assign_moving_average_bit_for_bit(amv_runs, case):
-    """assign_moving_average leaves the variable (and biased/local_step) bit-identical to the reference's over 50 steps."""
+    """assign_moving_average leaves the variable (and biased/local_step) as the reference's, over 50 steps."""
     name = amv_case_id(case)
     ours, ref = amv_runs[OURS], amv_runs[REFERENCE]
     assert sorted(ours) == sorted(ref)
@@ -1279,6 +1307,8 @@ def test_eager_names_equal_the_reference(eager_runs):
 # ---------------------------------------------------------------------------
 
 CHECKPOINT_STEPS = 30
+DIRECTIONS = [(REFERENCE, OURS), (OURS, REFERENCE)]
+DIRECTION_IDS = ["stock_to_ours", "ours_to_stock"]
 
 
 def _checkpoint_model(cls):
@@ -1340,9 +1370,9 @@ def _restore_averages(cls, path):
             return {v.op.name: sess.run(v) for v in (w, b, h)}, int(sess.run(step))
 
 
-@pytest.mark.parametrize("writer, reader", [(REFERENCE, OURS), (OURS, REFERENCE)], ids=["stock_to_ours", "ours_to_stock"])
+@pytest.mark.parametrize("writer, reader", DIRECTIONS, ids=DIRECTION_IDS)
 def test_checkpoint_averages_restore_into_variables(tmp_path, writer, reader):
-    """A checkpoint written with one EMA loads its shadows into the raw variables through the other's variables_to_restore()."""
+    """A checkpoint written with one EMA loads its shadows into the variables via the other's variables_to_restore()."""
     shadows = _train_and_save(IMPLEMENTATIONS[writer][0], tmp_path / "model.ckpt")
     restored, step = _restore_averages(IMPLEMENTATIONS[reader][0], tmp_path / "model.ckpt")
     assert step == CHECKPOINT_STEPS
@@ -1366,7 +1396,7 @@ def test_checkpoints_hold_the_same_keys_and_values(tmp_path):
         S.assert_same_bits(contents[OURS][1][key], value, err_msg=key)
 
 
-@pytest.mark.parametrize("writer, reader", [(REFERENCE, OURS), (OURS, REFERENCE)], ids=["stock_to_ours", "ours_to_stock"])
+@pytest.mark.parametrize("writer, reader", DIRECTIONS, ids=DIRECTION_IDS)
 def test_training_resumes_from_the_other_implementations_checkpoint(tmp_path, writer, reader):
     """Training resumed with one EMA from the other's checkpoint (biased/local_step included) continues bit for bit."""
     _train_and_save(IMPLEMENTATIONS[writer][0], tmp_path / "model.ckpt")

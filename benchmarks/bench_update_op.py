@@ -12,7 +12,9 @@ interleaved (one run of each in turn), medians reported:
   fused   tf1_ema._update_op.fused_update (one Tf1EmaUpdate op)
   graph   the same with TF1_EMA_FAST=0 (ResourceApplyGradientDescent per variable)
   floor   NumPy ``a += b`` over the same bytes (read shadow, read variable,
-          write shadow), single-threaded; ``noop`` is Session.run of a NoOp.
+          write shadow), single-threaded as in the issue; ``floor2`` the same
+          on two threads (each half of every array); ``noop`` is Session.run
+          of a NoOp.
 
 Peak memory is how far the CPU allocator's peak rises above its level before
 one update (``tf.config.experimental.get_memory_info``), i.e. the temporaries
@@ -28,6 +30,7 @@ Usage: python benchmarks/bench_update_op.py [--quick] [--repeats N] [--only A,B1
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import os
 import statistics
 import sys
@@ -112,10 +115,26 @@ def run(name: str, repeats: int, rng) -> dict:
             for a, b in zip(floor_a, floor_b):
                 a += b
 
+        # The same on both cores (NumPy releases the GIL): each thread takes one half of every array.
+        halves = [
+            [(a[: len(a) // 2], b[: len(b) // 2]) for a, b in zip(floor_a, floor_b)],
+            [(a[len(a) // 2 :], b[len(b) // 2 :]) for a, b in zip(floor_a, floor_b)],
+        ]
+
+        def add_pairs(pairs):
+            for a, b in pairs:
+                a += b
+
+        pool = concurrent.futures.ThreadPoolExecutor(2)
+
+        def floor2():
+            list(pool.map(add_pairs, halves))
+
         with v1.Session(graph=graph) as sess:
             sess.run(v1.global_variables_initializer())
             timed = {m: (lambda op=op: sess.run(op)) for m, op in ops.items()}
             timed["floor"] = floor
+            timed["floor2"] = floor2
             times = {m: [] for m in timed}
             for fn in timed.values():  # warm-up
                 fn()
@@ -126,6 +145,7 @@ def run(name: str, repeats: int, rng) -> dict:
                     times[m].append(time.perf_counter() - t0)
             peaks = {m: _peak_growth_mib(timed[m]) for m in ("stock", "fused", "graph")}
             values = sess.run(shadows)
+        pool.shutdown()
     same = {
         m: all(np.array_equal(a.view(np.uint8), b.view(np.uint8)) for a, b in zip(values["stock"], values[m]))
         for m in ("fused", "graph")
@@ -150,17 +170,19 @@ def main(argv=None) -> int:
         "unavailable" if lib is None else _update_op.library_path(), time.perf_counter() - t0))
     print("TensorFlow %s, %d CPUs, median of %d interleaved runs; times in ms, ratios vs stock"
           % (tf.__version__, os.cpu_count(), repeats))
-    header = "%-6s %10s %5s | %8s %8s %8s %8s %7s | %6s %6s %6s | %s | %s | %s"
-    print(header % ("work", "params", "vars", "stock", "fused", "graph", "floor", "noop",
-                    "fused", "graph", "floor", "peak MiB stock/fused/graph", "bits", "build s stock/fused"))
+    header = "%-6s %10s %5s | %8s %8s %8s %8s %8s %7s | %6s %6s %6s %6s | %s | %s | %s"
+    print(header % ("work", "params", "vars", "stock", "fused", "graph", "floor", "floor2", "noop",
+                    "fused", "graph", "floor", "floor2", "peak MiB stock/fused/graph", "bits", "build s stock/fused"))
     for name in names:
         r = run(name, repeats, rng)
         ms = r["ms"]
         print(
-            "%-6s %10d %5d | %8.2f %8.2f %8.2f %8.2f %7.3f | %6.3f %6.3f %6.3f | %6.0f %6.0f %6.0f        | %s | %.2f / %.2f"
+            "%-6s %10d %5d | %8.2f %8.2f %8.2f %8.2f %8.2f %7.3f | %6.3f %6.3f %6.3f %6.3f | %6.0f %6.0f %6.0f        "
+            "| %s | %.2f / %.2f"
             % (
-                name, r["total"], r["vars"], ms["stock"], ms["fused"], ms["graph"], ms["floor"], ms["noop"],
-                ms["fused"] / ms["stock"], ms["graph"] / ms["stock"], ms["floor"] / ms["stock"],
+                name, r["total"], r["vars"], ms["stock"], ms["fused"], ms["graph"], ms["floor"], ms["floor2"],
+                ms["noop"], ms["fused"] / ms["stock"], ms["graph"] / ms["stock"], ms["floor"] / ms["stock"],
+                ms["floor2"] / ms["stock"],
                 r["peak"]["stock"], r["peak"]["fused"], r["peak"]["graph"],
                 "same" if all(r["same"].values()) else "DIFF %s" % r["same"],
                 r["build"][0], r["build"][1],

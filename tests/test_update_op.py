@@ -24,7 +24,7 @@ from tf1_ema import _update_op
 v1 = tf.compat.v1
 
 DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-SHAPES = ((), (0,), (1,), (7,), (5, 7), (1031,), (4, 0, 3))
+SHAPES = ((), (0,), (1,), (7,), (27,), (5, 7), (1031,), (4, 0, 3))
 UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
@@ -105,6 +105,11 @@ def op_types(graph, prefix="fused_update"):
     return sorted(op.type for op in graph.get_operations() if op.name.startswith(prefix))
 
 
+def fused_ops(graph) -> int:
+    """How many resource-variable custom ops (by handle or by name) the graph holds."""
+    return sum(t in ("Tf1EmaUpdate", "Tf1EmaUpdateByName") for t in op_types(graph, ""))
+
+
 def run_against_stock_formula(sess, dtype, shapes, use_resource=True, one_minus_decays=(0.1, 0.5, 1e-4), steps=2):
     """Runs fused_update and TF1's own assign_sub update side by side; asserts equal bits after every step."""
     rng = np.random.default_rng(len(shapes) * 100 + DTYPES.index(dtype))
@@ -139,7 +144,7 @@ def run_against_stock_formula(sess, dtype, shapes, use_resource=True, one_minus_
 def test_bits_equal_tf1_assign_sub_for_every_dtype_and_shape(fast, session, dtype, shape):
     """Each dtype and shape, with NaN, inf, -0 and subnormals, updates to TF1's bits."""
     run_against_stock_formula(session, dtype, [shape])
-    assert "Tf1EmaUpdate" in op_types(session.graph)
+    assert fused_ops(session.graph) == 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
@@ -154,7 +159,7 @@ def test_many_tensors_of_mixed_sizes_in_one_op(fast, session):
     """Hundreds of tensors whose boundaries fall inside the threads' shards update to TF1's bits."""
     sizes = np.random.default_rng(1).integers(0, 3000, 300)
     run_against_stock_formula(session, tf.float32, [(int(n),) for n in sizes], one_minus_decays=(0.25,), steps=1)
-    assert op_types(session.graph).count("Tf1EmaUpdate") == 1
+    assert fused_ops(session.graph) == 1
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
@@ -188,7 +193,7 @@ def test_bits_equal_the_stock_ema_class_for_mixed_dtypes(fast, session, num_upda
         n = tf.cast(step, tf.float32)
         decay_t = tf.minimum(decay, (1.0 + n) / (10.0 + n))
     ours_op = _update_op.fused_update(ours, variables + tensors, 1.0 - decay_t)
-    assert op_types(session.graph).count("Tf1EmaUpdate") == 1
+    assert fused_ops(session.graph) == 1
     session.run(v1.global_variables_initializer())
     session.run([o.assign(s) for o, s in zip(ours, stock)])
     for d in (0.9, 0.999, 0.0, 1.0, 0.3):
@@ -259,16 +264,42 @@ def test_a_repeated_shadow_takes_the_graph_path(fast, session):
     a = v1.get_variable("a", shape=[3], use_resource=True)
     b = v1.get_variable("b", shape=[3], use_resource=True)
     _update_op.fused_update([a, b, a], [tf.ones(3)] * 3, 0.5)
-    types = op_types(session.graph)
-    assert types.count("Tf1EmaUpdate") == 1 and types.count("ResourceApplyGradientDescent") == 2
+    assert fused_ops(session.graph) == 1
+    assert op_types(session.graph).count("ResourceApplyGradientDescent") == 2
 
 
-def test_variable_values_are_read_inside_the_op(fast, session):
-    """A resource-variable value is passed by handle, so the update adds no ReadVariableOp."""
+def test_graph_mode_names_the_variables_and_adds_no_per_variable_op(fast, session):
+    """In a TF1 graph the op names shadows and variable values by container and shared name: no per-variable op."""
     shadows = [v1.get_variable("s%d" % i, shape=[3], use_resource=True) for i in range(3)]
-    values = [v1.get_variable("v%d" % i, shape=[3], use_resource=True) for i in range(3)]
-    _update_op.fused_update(shadows, values, 0.5)
-    assert op_types(session.graph) == ["Const", "NoOp", "Tf1EmaUpdate"]
+    with v1.container("box"):
+        values = [v1.get_variable("v%d" % i, shape=[3], use_resource=True) for i in range(3)]
+    update = _update_op.fused_update(shadows, values, 0.5)
+    assert op_types(session.graph) == ["Const", "NoOp", "Tf1EmaUpdateByName"]
+    op = session.graph.get_operation_by_name("fused_update/Tf1EmaUpdateByName")
+    assert [n.decode() for n in op.get_attr("shared_names")] == ["s0", "s1", "s2", "v0", "v1", "v2"]
+    assert [c.decode() for c in op.get_attr("containers")] == [""] * 3 + ["box"] * 3
+    session.run(v1.global_variables_initializer())
+    expected = [s - (s - v) * 0.5 for s, v in zip(session.run(shadows), session.run(values))]
+    session.run(update)
+    for got, want in zip(session.run(shadows), expected):
+        assert_same_bits(got, want)
+
+
+def test_inside_tf_function_the_op_takes_handles(fast):
+    """Inside a tf.function the shadows are handle inputs (Tf1EmaUpdate) and update to TF1's bits."""
+    rng = np.random.default_rng(5)
+    init, value = random_data(rng, tf.float32, (100,)), random_data(rng, tf.float32, (100,))
+    ours, stock, var = tf.Variable(init), tf.Variable(init), tf.Variable(value)
+
+    @tf.function
+    def step():
+        _update_op.fused_update([ours], [var], 0.3)
+        stock.assign_sub((stock - var) * 0.3)
+
+    step()
+    assert_same_bits(ours.numpy(), stock.numpy())
+    graph = step.get_concrete_function().graph
+    assert "Tf1EmaUpdate" in op_types(graph, "")
 
 
 def test_eager_update_equals_the_tf1_formula(fast):

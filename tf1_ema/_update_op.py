@@ -8,13 +8,16 @@ TF1 updates each shadow with three kernels, Sub, Mul and AssignSubVariableOp:
 which reads and writes the tensor eight times and costs five or six ops per
 variable. ``fused_update`` computes the same thing, rounding exactly where TF1
 rounds, in one custom op ``Tf1EmaUpdate`` for all the shadows of a device: one
-pass over memory (read shadow, read value, write shadow) and one kernel launch.
+pass over memory (read shadow, read value, write shadow) and one kernel launch;
+values that are resource variables are read inside the op, by handle, which
+also saves their ReadVariableOps.
 
 The op is C++ (``tf1_ema/cc/ema_update.cc``), compiled on first use against
 the installed TensorFlow's headers (``tf.sysconfig`` flags, ``-O3
 -ffp-contract=off``, so no fused multiply-add changes the bits) and cached in
 ``$TF1_EMA_CACHE_DIR`` (default ``~/.cache/tf1_ema``) under a name keyed by
-the TensorFlow version, the source and the compiler. When it cannot be built
+the TensorFlow version, the source and the compiler (``python -m
+tf1_ema._update_op`` builds it ahead of time). When it cannot be built
 (no compiler, no headers), the update falls back to graph ops and one line on
 stderr says why; ``TF1_EMA_FAST=0`` turns the custom op off. The graph path is
 still cheaper than TF1's: ``ResourceApplyGradientDescent(shadow, k, shadow -
@@ -23,6 +26,13 @@ kernels instead of three.
 
 Only CPU kernels exist: a shadow that may live on a GPU, on a remote job, or
 inside a distribution strategy takes the graph path.
+
+What changes for users: nothing in the variables (names, shadows, checkpoints,
+``variables_to_restore``), but the update's ops do. A GraphDef or MetaGraph
+exported with a ``Tf1EmaUpdate`` op imports only where the library is loaded
+(``tf1_ema._update_op.load_library()``). One bit pattern differs on purpose:
+a bfloat16 NaN result is always 0x7fc0, where stock kernels give 0x7fc0 in
+their vectorized lanes and keep the sign in their scalar tail.
 """
 
 from __future__ import annotations
@@ -161,8 +171,8 @@ def load_library():
             _notice_printed = True
             print(
                 "tf1_ema: fast EMA update unavailable (%s); using graph ops, same values, slower. "
-                "Install g++ and TensorFlow's headers to enable it, or set %s=0 to silence this."
-                % (_failure, FAST_ENV),
+                "To enable it install g++ (TensorFlow's pip wheel has the headers) and make %s (default "
+                "~/.cache/tf1_ema) writable; set %s=0 to silence this." % (_failure, CACHE_ENV, FAST_ENV),
                 file=sys.stderr,
             )
         return _library
@@ -188,25 +198,23 @@ def _is_ref_variable(v) -> bool:
     return _tf_internal.use_resource_like(v) is False
 
 
-def _on_local_cpu(v) -> bool:
+def _on_local_cpu(v, gpu_present: bool) -> bool:
     """Whether ``v`` surely lives on a CPU of this process, where the op has a kernel."""
     spec = tf.DeviceSpec.from_string(v.device or "")
     if spec.job not in (None, "localhost"):
         return False  # a remote task would need the op library loaded too
     if spec.device_type is not None:
         return spec.device_type.upper() == "CPU"
-    return not tf.config.list_physical_devices("GPU")
+    return not gpu_present  # unplaced: the placer may pick a GPU
 
 
-def _fusable_kind(shadow, value) -> Optional[str]:
+def _fusable_kind(shadow, value, gpu_present: bool) -> Optional[str]:
     """``"resource"`` or ``"ref"`` when the pair can go to the custom op, else None."""
-    if tf.distribute.has_strategy():
-        return None
     if shadow.dtype.base_dtype not in FUSED_DTYPES or value.dtype.base_dtype != shadow.dtype.base_dtype:
         return None
     if not (value.shape.is_fully_defined() and shadow.shape.is_fully_defined() and value.shape == shadow.shape):
         return None  # TF1 would broadcast; leave odd shapes to the graph ops
-    if not _on_local_cpu(shadow):
+    if not _on_local_cpu(shadow, gpu_present):
         return None
     if _is_plain_resource_variable(shadow):
         return "resource"
@@ -239,20 +247,51 @@ def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
     return update if isinstance(update, tf.Operation) else update.op
 
 
-def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Operation:
-    """One Tf1EmaUpdate op for the shadows ``idx`` (all resource variables on one device).
+def _handle_op_name(v) -> Optional[tuple]:
+    """``(container, shared_name)`` of a graph-mode variable's VarHandleOp, else None (eager, functions)."""
+    handle = v.handle
+    if not tf.is_symbolic_tensor(handle):
+        return None  # an eager variable, also when a tf.function captures it
+    op = handle.op
+    if op.type != "VarHandleOp" or op.graph is not _v1.get_default_graph():
+        return None
+    name = op.get_attr("shared_name").decode()
+    if not name or name.startswith("_AnonymousVar"):
+        return None
+    return op.get_attr("container").decode(), name
 
-    Values that are resource variables on the shadow's device are passed as
-    handles and read inside the op, which saves a ReadVariableOp per variable;
-    the others are passed as tensors.
+
+def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Operation:
+    """One op for the shadows ``idx`` (all resource variables on one device).
+
+    Values that are resource variables on the shadow's device are read inside
+    the op, which saves a ReadVariableOp per variable; the others are passed as
+    tensors. In a TF1 graph the variables are named by their VarHandleOps'
+    container and shared name (``Tf1EmaUpdateByName``), which also saves
+    running those ops every step; elsewhere (eager, tf.function) their handles
+    are inputs (``Tf1EmaUpdate``).
     """
     by_handle = [i for i in idx if _is_plain_resource_variable(values[i]) and values[i].device == shadows[i].device]
     handled = set(by_handle)
     by_tensor = [i for i in idx if i not in handled]
+    variables = [shadows[i] for i in by_handle + by_tensor] + [values[i] for i in by_handle]
+    tensors = [values[i] for i in by_tensor]
+    names = [_handle_op_name(v) for v in variables]
+    if all(names):
+        # The op has no handle inputs to pin it to the shadows' device: colocate it.
+        with variables[0].graph.colocate_with(variables[0].op):
+            return library.tf1_ema_update_by_name(
+                tensors=tensors,
+                one_minus_decay=one_minus_decay,
+                N=len(idx),
+                M=len(by_handle),
+                containers=[c for c, _ in names],
+                shared_names=[n for _, n in names],
+            )
     return library.tf1_ema_update(
-        shadows=[shadows[i].handle for i in by_handle + by_tensor],
-        variables=[values[i].handle for i in by_handle],
-        tensors=[values[i] for i in by_tensor],
+        shadows=[v.handle for v in variables[: len(idx)]],
+        variables=[v.handle for v in variables[len(idx) :]],
+        tensors=tensors,
         one_minus_decay=one_minus_decay,
     )
 
@@ -298,11 +337,13 @@ def fused_update(
         for s in shadows:
             count[s.ref()] = count.get(s.ref(), 0) + 1
 
-        library = load_library() if fast_path_enabled() and shadows else None
+        fast = fast_path_enabled() and bool(shadows) and not tf.distribute.has_strategy()
+        library = load_library() if fast else None
+        gpu_present = bool(tf.config.list_physical_devices("GPU")) if library is not None else True
         groups: Dict = {}  # (kind, device) -> list of indices
         rest: List[int] = []
         for i, (s, v) in enumerate(zip(shadows, values)):
-            kind = _fusable_kind(s, v) if library is not None and count[s.ref()] == 1 else None
+            kind = _fusable_kind(s, v, gpu_present) if library is not None and count[s.ref()] == 1 else None
             if kind is None:
                 rest.append(i)
             else:
@@ -324,3 +365,11 @@ def fused_update(
                 casts[dtype] = one_minus_decay if dtype == tf.float32 else tf.cast(one_minus_decay, dtype)
             updates.append(graph_update(shadows[i], values[i], casts[dtype]))
         return tf.group(*updates, name=scope)
+
+
+if __name__ == "__main__":  # python -m tf1_ema._update_op: build ahead of time (images, CI)
+    import time
+
+    _start = time.perf_counter()
+    _path = build(force="--force" in sys.argv)
+    print("%s (%.1f s)" % (_path, time.perf_counter() - _start))

@@ -141,11 +141,30 @@ __attribute__((target("avx2,f16c"))) void UpdateF16C(const Eigen::half* s, const
   if (i < n) UpdateF16Portable(s + i, v + i, out + i, k, n - i);
 }
 
-const bool kHaveF16C = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+// The same with AVX-512, 16 lanes: float16 is compute-bound with 8 (bfloat16,
+// converted with integer operations, vectorizes well enough by itself).
+__attribute__((target("avx512f"))) void UpdateF16Avx512(const Eigen::half* s, const Eigen::half* v,
+                                                        Eigen::half* out, float k, int64_t n) {
+  const __m512 kk = _mm512_set1_ps(k);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m512 si = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + i)));
+    const __m512 vi = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v + i)));
+    const __m512 d = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_sub_ps(si, vi), 0));
+    const __m512 m = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(d, kk), 0));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm512_cvtps_ph(_mm512_sub_ps(si, m), 0));
+  }
+  if (i < n) UpdateF16C(s + i, v + i, out + i, k, n - i);
+}
+
+// __builtin_cpu_init: these run as static initializers, possibly before libgcc's.
+const bool kHaveF16C = (__builtin_cpu_init(), __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c"));
+const bool kHaveAvx512 = (__builtin_cpu_init(), __builtin_cpu_supports("avx512f"));
 #endif
 
 void UpdateF16(const Eigen::half* s, const Eigen::half* v, Eigen::half* out, float k, int64_t n) {
 #if TF1_EMA_X86
+  if (kHaveAvx512) return UpdateF16Avx512(s, v, out, k, n);
   if (kHaveF16C) return UpdateF16C(s, v, out, k, n);
 #endif
   UpdateF16Portable(s, v, out, k, n);
@@ -240,22 +259,22 @@ absl::Status OneMinusDecay(OpKernelContext* ctx, int input, float* one_minus_dec
 // Resource variables.
 // ---------------------------------------------------------------------------
 
-// The variables of handle inputs [0, n). Graph-mode handles are looked up in
-// one batch under one lock of the resource manager, which halves the cost per
-// variable against one LookupResource each (it matters with thousands).
-absl::Status LookupVariables(OpKernelContext* ctx, int n, std::vector<tensorflow::core::RefCountPtr<Var>>* vars) {
-  std::vector<const tensorflow::ResourceHandle*> handles(n);
+// Looks up `handles` in one batch under one lock of the resource manager,
+// which halves the cost per variable against one LookupResource each (it
+// matters with thousands); ref-counting (eager) handles one by one.
+absl::Status LookupVariables(OpKernelContext* ctx, const std::vector<const tensorflow::ResourceHandle*>& handles,
+                             std::vector<tensorflow::core::RefCountPtr<Var>>* vars) {
   bool batch = true;
-  for (int i = 0; i < n; ++i) {
-    handles[i] = &tensorflow::HandleFromInput(ctx, i);
-    batch = batch && !handles[i]->IsRefCounting();
-  }
+  for (const auto* h : handles) batch = batch && !h->IsRefCounting();
+  vars->resize(handles.size());
   if (batch) {
     TF_RETURN_IF_ERROR(tensorflow::LookupResources(ctx, handles, vars));
   } else {
-    for (int i = 0; i < n; ++i) TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, *handles[i], &(*vars)[i]));
+    for (size_t i = 0; i < handles.size(); ++i) {
+      TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, *handles[i], &(*vars)[i]));
+    }
   }
-  for (int i = 0; i < n; ++i) {
+  for (size_t i = 0; i < handles.size(); ++i) {
     if (!(*vars)[i]) {
       // The message and error class of ReadVariableOp, which TF1 code may catch.
       return absl::FailedPreconditionError(absl::StrCat(
@@ -267,28 +286,31 @@ absl::Status LookupVariables(OpKernelContext* ctx, int n, std::vector<tensorflow
   return absl::OkStatus();
 }
 
-// Inputs: N shadow handles; M variable handles, the values of shadows
-// [0, M); the tensors T, values of shadows [M, N); one_minus_decay. Reading a
-// value variable here, under its lock, saves one ReadVariableOp per variable.
-class Tf1EmaUpdateOp : public OpKernel {
+// The update of N resource-variable shadows. Variables [0, N) are the
+// shadows, [N, N + M) the values of shadows [0, M), read here under their
+// locks (which saves one ReadVariableOp each); shadows [M, N) take their
+// values from the tensor inputs starting at `first_tensor`. Subclasses say
+// where the variables' handles come from.
+class UpdateResourceBase : public OpKernel {
  public:
-  explicit Tf1EmaUpdateOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+  explicit UpdateResourceBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
     OP_REQUIRES_OK(ctx, ctx->GetAttr("N", &n_));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("M", &m_));
     std::vector<DataType> t;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("T", &t));
-    OP_REQUIRES(ctx, m_ + static_cast<int>(t.size()) == n_,
-                absl::InvalidArgumentError(absl::StrCat("Tf1EmaUpdate: ", n_, " shadows but ", m_,
+    OP_REQUIRES(ctx, m_ <= n_ && m_ + static_cast<int>(t.size()) == n_,
+                absl::InvalidArgumentError(absl::StrCat(type_string(), ": ", n_, " shadows but ", m_,
                                                         " variables and ", t.size(), " tensors")));
   }
 
   void Compute(OpKernelContext* ctx) override {
     float one_minus_decay;
     OP_REQUIRES_OK(ctx, OneMinusDecay(ctx, ctx->num_inputs() - 1, &one_minus_decay));
+    std::vector<const tensorflow::ResourceHandle*> handles;
+    Handles(ctx, &handles);
+    std::vector<tensorflow::core::RefCountPtr<Var>> vars;
+    OP_REQUIRES_OK(ctx, LookupVariables(ctx, handles, &vars));
 
-    // vars[0, N) are the shadows, vars[N, N + M) the value variables.
-    std::vector<tensorflow::core::RefCountPtr<Var>> vars(n_ + m_);
-    OP_REQUIRES_OK(ctx, LookupVariables(ctx, n_ + m_, &vars));
     // Each variable is locked once, in address order as TF's training ops do
     // so that ops sharing variables cannot deadlock: exclusively if it is a
     // shadow (as AssignSubVariableOp), shared if it is only read (as
@@ -308,7 +330,7 @@ class Tf1EmaUpdateOp : public OpKernel {
       Var* var = order[j].first;
       if (j > 0 && order[j - 1].first == var) {
         OP_REQUIRES(ctx, !order[j].second,
-                    absl::InvalidArgumentError("Tf1EmaUpdate: the same shadow variable appears twice"));
+                    absl::InvalidArgumentError(absl::StrCat(type_string(), ": the same shadow variable appears twice")));
         continue;  // already locked, exclusively if it is also a shadow
       }
       if (order[j].second) {
@@ -325,19 +347,19 @@ class Tf1EmaUpdateOp : public OpKernel {
       Var* var = vars[i].get();
       Tensor* shadow = var->tensor();
       OP_REQUIRES(ctx, var->is_initialized && shadow->IsInitialized(),
-                  absl::FailedPreconditionError(absl::StrCat(
-                      "Error while reading resource variable ", tensorflow::HandleFromInput(ctx, i).name(),
-                      ". This could mean that the variable was uninitialized.")));
+                  absl::FailedPreconditionError(absl::StrCat("Error while reading resource variable ",
+                                                             handles[i]->name(),
+                                                             ". This could mean that the variable was uninitialized.")));
       const Tensor* value;
       if (i < m_) {
         Var* value_var = vars[n_ + i].get();
         value = value_var->tensor();
         OP_REQUIRES(ctx, value_var->is_initialized && value->IsInitialized(),
                     absl::FailedPreconditionError(absl::StrCat(
-                        "Error while reading resource variable ", tensorflow::HandleFromInput(ctx, n_ + i).name(),
+                        "Error while reading resource variable ", handles[n_ + i]->name(),
                         ". This could mean that the variable was uninitialized.")));
       } else {
-        value = &ctx->input(n_ + m_ + (i - m_));
+        value = &ctx->input(first_tensor_ + (i - m_));
       }
       OP_REQUIRES_OK(ctx, CheckPair(i, *shadow, *value));
       Segment& g = segments[i];
@@ -365,9 +387,53 @@ class Tf1EmaUpdateOp : public OpKernel {
     for (auto& [var, tmp] : fresh) *var->tensor() = std::move(tmp);
   }
 
- private:
+ protected:
+  // The N + M handles, shadows first.
+  virtual void Handles(OpKernelContext* ctx, std::vector<const tensorflow::ResourceHandle*>* handles) = 0;
+
   int n_ = 0;
   int m_ = 0;
+  int first_tensor_ = 0;  // input index of the first value tensor
+};
+
+// Tf1EmaUpdate: the handles are the op's first N + M inputs.
+class Tf1EmaUpdateOp : public UpdateResourceBase {
+ public:
+  explicit Tf1EmaUpdateOp(OpKernelConstruction* ctx) : UpdateResourceBase(ctx) { first_tensor_ = n_ + m_; }
+
+ protected:
+  void Handles(OpKernelContext* ctx, std::vector<const tensorflow::ResourceHandle*>* handles) override {
+    handles->resize(n_ + m_);
+    for (int i = 0; i < n_ + m_; ++i) (*handles)[i] = &tensorflow::HandleFromInput(ctx, i);
+  }
+};
+
+// Tf1EmaUpdateByName: the handles are made once, from the containers and
+// shared names of graph-mode VarHandleOps, exactly as those ops make them
+// each step. With thousands of small variables, the VarHandleOps the executor
+// would otherwise run every step cost as much as the whole update.
+class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
+ public:
+  explicit Tf1EmaUpdateByNameOp(OpKernelConstruction* ctx) : UpdateResourceBase(ctx) {
+    std::vector<std::string> containers, names;
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("containers", &containers));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("shared_names", &names));
+    OP_REQUIRES(ctx, containers.size() == names.size() && static_cast<int>(names.size()) == n_ + m_,
+                absl::InvalidArgumentError(absl::StrCat("Tf1EmaUpdateByName: ", containers.size(), " containers and ",
+                                                        names.size(), " names for ", n_ + m_, " variables")));
+    for (size_t i = 0; i < names.size(); ++i) {
+      handles_.push_back(tensorflow::MakeResourceHandle<Var>(ctx, containers[i], names[i]));
+    }
+  }
+
+ protected:
+  void Handles(OpKernelContext* ctx, std::vector<const tensorflow::ResourceHandle*>* handles) override {
+    handles->resize(handles_.size());
+    for (size_t i = 0; i < handles_.size(); ++i) (*handles)[i] = &handles_[i];
+  }
+
+ private:
+  std::vector<tensorflow::ResourceHandle> handles_;
 };
 
 // ---------------------------------------------------------------------------
@@ -447,6 +513,24 @@ rounding to dtype[i] after every operation, as TF1's ExponentialMovingAverage do
 value[i] is the variable variables[i] for i < M, else the tensor tensors[i - M].
 )doc");
 
+REGISTER_OP("Tf1EmaUpdateByName")
+    .Input("tensors: T")
+    .Input("one_minus_decay: float")
+    .Attr("N: int >= 1")
+    .Attr("M: int >= 0")
+    .Attr("T: list({half, bfloat16, float, double}) >= 0")
+    .Attr("containers: list(string)")
+    .Attr("shared_names: list(string)")
+    .SetIsStateful()
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      shape_inference::ShapeHandle unused;
+      return c->WithRank(c->input(c->num_inputs() - 1), 0, &unused);
+    })
+    .Doc(R"doc(
+Tf1EmaUpdate with the N shadows and M value variables named by the containers
+and shared names of their VarHandleOps (shadows first) instead of handle inputs.
+)doc");
+
 REGISTER_OP("Tf1EmaUpdateRef")
     .Input("shadows: Ref(T)")
     .Input("values: T")
@@ -462,6 +546,7 @@ Tf1EmaUpdate for ref variables: updates in place, locking only with use_locking.
 )doc");
 
 REGISTER_KERNEL_BUILDER(Name("Tf1EmaUpdate").Device(DEVICE_CPU), tf1_ema::Tf1EmaUpdateOp);
+REGISTER_KERNEL_BUILDER(Name("Tf1EmaUpdateByName").Device(DEVICE_CPU), tf1_ema::Tf1EmaUpdateByNameOp);
 REGISTER_KERNEL_BUILDER(Name("Tf1EmaUpdateRef").Device(DEVICE_CPU), tf1_ema::Tf1EmaUpdateRefOp);
 
 }  // namespace tensorflow

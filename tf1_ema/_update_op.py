@@ -60,6 +60,7 @@ SOURCE = Path(__file__).with_name("cc") / "ema_update.cc"
 # -ffp-contract=off: `s - d * k` must stay a multiply then a subtract.
 CXX_FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared", "-w")
 FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+BUILD_TIMEOUT_S = 600  # a build takes 6-20 s on 2 cores; a hung compiler must not hang training
 
 _lock = threading.Lock()
 _library = None  # the loaded op module, once built
@@ -127,6 +128,7 @@ def build(force: bool = False) -> Path:
 
     Raises:
       RuntimeError: no compiler, or the compiler failed (the message says why).
+      subprocess.TimeoutExpired: the compiler ran longer than BUILD_TIMEOUT_S.
     """
     cxx = _compiler()
     if cxx is None:
@@ -139,7 +141,7 @@ def build(force: bool = False) -> Path:
     os.close(fd)
     try:
         cmd = [cxx, str(SOURCE), "-o", tmp] + _build_flags()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         if proc.returncode != 0:
             errors = [line for line in proc.stderr.splitlines() if "error" in line] or proc.stderr.splitlines()
             raise RuntimeError("%s failed: %s" % (os.path.basename(cxx), (errors or ["no output"])[0].strip()))

@@ -1,0 +1,631 @@
+"""Fast construction of the shadows and the update op of ``ExponentialMovingAverage.apply``.
+
+TF1's ``apply()`` spends most of its time, and most of the first
+``global_variables_initializer()`` run, on machinery around two ideas:
+
+    shadow initial value = var.value if var is initialized else var.initial_value
+    shadow              -= (shadow - var) * one_minus_decay
+
+Per variable it builds a ``cond_v2`` (two FuncGraphs, lowered back to about ten
+nodes that Grappler then optimizes on every first run), goes through
+``variable_scope``/``get_variable``/``Variable.__init__``, and for the update
+through ``merge_call``, ``strategy.extended.update``, a ``1 - decay`` and a
+cast per variable, and an unused read-after-write. This module builds the same
+variables and the same values with far less:
+
+* the conditional is a v1 ``Switch``/``Merge`` (five small nodes, nothing to
+  lower), which evaluates the variable's read only when it is initialized,
+  exactly like the ``cond`` it replaces;
+* the variable's name comes from the same public ``variable_scope`` TF1 opens,
+  so variable-scope and name-scope uniquification are TF1's own code, and the
+  variable is registered in the variable store under TF1's key, so
+  ``get_variable(..., reuse=True)`` finds it; its ops are the ones
+  ``Variable.__init__`` creates (same names, devices, colocation), wrapped
+  into the same Python class without its per-call overhead;
+* ``one_minus_decay`` is computed once per dtype, and each update is the
+  three kernels TF1 runs (``Sub``, ``Mul``, ``AssignSub``), so the bits match.
+
+``fast_path_blocker`` says when this is exact; everything else (eager, a
+distribution strategy, a reusing or customized variable scope, a variable
+creator scope, partitioned or sharded or unusual variables, shapes not fully
+defined) goes to the caller's reference path. Graph-level differences, none
+of which reaches a variable, a value or a checkpoint:
+
+* the initial-value conditional is ``Switch``/``Merge`` rather than an ``If``
+  with two functions (v2 control flow) or a ``CondContext`` (v1), so the graph
+  holds fewer functions and ``cond_context`` entries;
+* the update reuses one ``one_minus_decay`` per dtype and omits the unread
+  read-after-write, so its inner op names differ (its name scopes do not);
+* shadow variables skip ``Variable.__init__``'s wrapper code, not its ops.
+
+The TensorFlow internals used here (variable classes, the variable store,
+the attribute scope) are all in the "TF internals" section below; a test
+checks that the variables built here equal TF1's attribute for attribute.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import tensorflow as tf
+from tensorflow.core.framework import attr_value_pb2
+
+_v1 = tf.compat.v1
+
+VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
+
+# ---------------------------------------------------------------------------
+# TF internals. Each is used for speed, never for a behaviour TF1 lacks, and
+# each is pinned by tests/test_build.py against what TF1 itself builds.
+# ---------------------------------------------------------------------------
+
+from tensorflow.python.ops import gen_control_flow_ops as _gen_cf  # noqa: E402
+from tensorflow.python.ops import gen_math_ops as _gen_math  # noqa: E402
+from tensorflow.python.ops import gen_resource_variable_ops as _gen_rv  # noqa: E402
+from tensorflow.python.ops import gen_state_ops as _gen_state  # noqa: E402
+from tensorflow.python.ops import ref_variable as _ref_variable  # noqa: E402
+from tensorflow.python.ops import resource_variable_ops as _rv  # noqa: E402
+from tensorflow.python.ops import variable_scope as _vs  # noqa: E402
+from tensorflow.python.ops import variables as _variables  # noqa: E402
+
+
+def _variable_store():
+    """The graph's ``_VariableStore``: where ``get_variable`` records variables by name."""
+    return _vs._get_default_variable_store()  # pylint: disable=protected-access
+
+
+def _has_variable_creator(graph) -> bool:
+    """True inside ``tf.variable_creator_scope``: a creator must see TF1's own call."""
+    return bool(graph._variable_creator_stack)  # pylint: disable=protected-access
+
+
+def _guard_uninitialized(name: str, value):
+    """TF1's rewrite of reads of other variables in an initial value (``Variable.__init__``)."""
+    return _variables._try_guard_against_uninitialized_dependencies(name, value)  # pylint: disable=protected-access
+
+
+def _sync_agg_trainable(name: str):
+    """The (synchronization, aggregation, trainable) ``get_variable`` gives a shadow."""
+    return _variables.validate_synchronization_aggregation_trainable(  # pylint: disable=protected-access
+        tf.VariableSynchronization.AUTO, _v1.VariableAggregation.NONE, False, name
+    )
+
+
+def _class_attr_scope(graph, name: str):
+    """The ``_class`` attribute scope ``Variable.__init__`` opens around its initial value."""
+    attr = attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(s=[("loc:@%s" % name).encode()]))
+    return graph._attr_scope({"_class": attr})  # pylint: disable=protected-access
+
+
+def _call_initializer(graph, initial_value, dtype):
+    """Calls a callable initial value as ``Variable.__init__`` does (a tensor passes through)."""
+    with graph.name_scope("Initializer"), graph.device(None):
+        if callable(initial_value):
+            initial_value = initial_value()
+        return tf.convert_to_tensor(initial_value, name="initial_value", dtype=dtype)
+
+
+def _new_resource_variable(graph, name: str, initial_value, dtype):
+    """A ``ResourceVariable`` exactly as ``Variable.__init__(initial_value, name=name)`` makes it.
+
+    ``name`` is the ``name`` argument (``"a/b/"`` is taken as is, ``"a/b"``
+    made unique), ``initial_value`` a tensor or a callable. The ops, their names, devices and colocation are those of
+    ``ResourceVariable._init_from_args``; only its Python overhead is skipped,
+    and its guard against uninitialized dependencies, which the callers apply
+    where it can change a value (see ``_initialized_value``).
+    """
+    container = graph._container or ""  # pylint: disable=protected-access
+    with graph.name_scope(name) as name:
+        handle_name = name[:-1]
+        with _class_attr_scope(graph, handle_name):
+            initial_value = _call_initializer(graph, initial_value, dtype)
+            shape = initial_value.shape
+            handle = _gen_rv.var_handle_op(
+                shape=shape, dtype=dtype, shared_name=handle_name, debug_name=name, name=name, container=container
+            )
+        with graph.name_scope("IsInitialized"):
+            is_initialized = _gen_rv.var_is_initialized_op(handle)
+        with graph.name_scope("Assign") as assign_name, graph.colocate_with(None, ignore_existing=True), graph.device(
+            handle.device
+        ):
+            initializer = _gen_rv.assign_variable_op(handle, initial_value, name=assign_name)
+        with graph.name_scope("Read"), graph.device(handle.device):
+            read = _gen_rv.read_variable_op(handle, dtype)
+    variable = object.__new__(_rv.ResourceVariable)
+    synchronization, aggregation, trainable = _sync_agg_trainable(name)
+    handle._parent_trackable = weakref.ref(variable)  # pylint: disable=protected-access
+    handle._name = handle_name + ":0"  # pylint: disable=protected-access
+    handle._unique_id = handle_name  # pylint: disable=protected-access
+    _rv.BaseResourceVariable.__init__(
+        variable,
+        trainable=trainable,
+        shape=shape,
+        dtype=dtype,
+        handle=handle,
+        synchronization=synchronization,
+        constraint=None,
+        aggregation=aggregation,
+        distribute_strategy=None,
+        name=name,
+        unique_id=handle_name,
+        handle_name=handle_name,
+        graph_element=read,
+        initial_value=initial_value,
+        initializer_op=initializer,
+        is_initialized_op=is_initialized,
+        cached_value=None,
+        caching_device=None,
+        validate_shape=True,
+        in_graph_mode=True,
+    )
+    graph.add_to_collections([_v1.GraphKeys.GLOBAL_VARIABLES], variable)
+    return variable
+
+
+def _new_ref_variable(graph, name: str, initial_value, dtype):
+    """A ``RefVariable`` exactly as ``Variable.__init__(initial_value, name=name)`` makes it.
+
+    As ``_new_resource_variable``, for ``RefVariable._init_from_args``.
+    """
+    variable = object.__new__(_ref_variable.RefVariable)
+    variable._in_graph_mode = True
+    variable._graph_key = graph._graph_key  # pylint: disable=protected-access
+    synchronization, aggregation, trainable = _sync_agg_trainable(name)
+    variable._synchronization = synchronization
+    variable._aggregation = aggregation
+    variable._trainable = trainable
+    with graph.name_scope(name) as name:
+        if callable(initial_value):
+            with _class_attr_scope(graph, name[:-1]):
+                initial_value = _call_initializer(graph, initial_value, dtype)
+                ref = _gen_state.variable_v2(shape=initial_value.shape, dtype=dtype, name=name, container="", shared_name="")
+        else:
+            ref = _gen_state.variable_v2(shape=initial_value.shape, dtype=dtype, name=name, container="", shared_name="")
+        variable._initial_value = initial_value
+        variable._variable = ref
+        variable._name = ref.name
+        variable._initializer_op = _gen_state.assign(ref, initial_value, validate_shape=True).op
+        with graph.colocate_with(ref.op):
+            variable._snapshot = tf.identity(ref, name="read")
+    graph.add_to_collections([_v1.GraphKeys.GLOBAL_VARIABLES], variable)
+    variable._caching_device = None
+    variable._save_slice_info = None
+    variable._constraint = None
+    return variable
+
+
+def _is_plain_variable(v) -> bool:
+    """A resource or ref variable of the base classes, not a subclass or a wrapper."""
+    return type(v) in (_rv.ResourceVariable, _ref_variable.RefVariable)
+
+
+def _xla_sharded(v) -> bool:
+    """True if ``v`` carries an XLA sharding that TF1 copies to the shadow."""
+    if getattr(v, "_xla_sharding", None) is not None:
+        return True
+    return "_XlaSharding" in v.op.node_def.attr
+
+
+# ---------------------------------------------------------------------------
+# When the fast path is exact
+# ---------------------------------------------------------------------------
+
+
+def scope_blocker(graph=None) -> Optional[str]:
+    """Why shadows cannot be built fast in the current context, or None if they can.
+
+    Must be called where the shadows are created, i.e. inside ``tf.init_scope()``.
+    """
+    if tf.executing_eagerly():
+        return "eager execution"
+    graph = graph or _v1.get_default_graph()
+    if graph.building_function:
+        return "building a function"
+    if tf.distribute.has_strategy():
+        return "inside a distribution strategy"
+    if _has_variable_creator(graph):
+        return "inside a variable creator scope"
+    scope = _v1.get_variable_scope()
+    if scope.reuse:
+        return "the variable scope reuses variables"
+    for what in ("custom_getter", "regularizer", "constraint", "caching_device"):
+        if getattr(scope, what) is not None:
+            return "the variable scope has a %s" % what
+    return None
+
+
+def fast_path_blocker(primary, graph=None) -> Optional[str]:
+    """Why ``primary``'s shadow cannot be built fast, or None if it can.
+
+    Covers the primary alone; ``scope_blocker`` covers the context.
+    """
+    graph = graph or _v1.get_default_graph()
+    if isinstance(primary, tf.Variable):
+        if not _is_plain_variable(primary):
+            return "a %s, not a plain resource or ref variable" % type(primary).__name__
+        if primary.graph is not graph:
+            return "the variable is in another graph"
+        if getattr(primary, "_save_slice_info", None):
+            return "a partitioned variable"
+        if _xla_sharded(primary):
+            return "an XLA-sharded variable"
+        if primary.initial_value is None:
+            return "a variable without an initial value"
+        if isinstance(primary, _ref_variable.RefVariable) and _v1.control_flow_v2_enabled():
+            # TF1 parity: there the reference's initial value reads the variable
+            # unguarded; only TF1's own code reproduces that.
+            return "a ref variable under control flow v2"
+    elif isinstance(primary, tf.Tensor):
+        if primary.graph is not graph:
+            return "the tensor is in another graph"
+    else:
+        return "neither a variable nor a tensor"
+    if not primary.get_shape().is_fully_defined():
+        return "a shape that is not fully defined"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Shadows
+# ---------------------------------------------------------------------------
+
+
+def _initialized_value(graph, var, ema_name: str):
+    """var's value if it is initialized, else its initial value, as TF1's ``cond`` computes it.
+
+    TF1 parity: the names consumed in the current name scope are TF1's
+    (``VarIsInitializedOp``/``IsVariableInitialized`` and ``cond``).
+    """
+    initial_value = var.initial_value
+    if not _v1.control_flow_v2_enabled():
+        # TF1 parity: Variable.__init__ walks TF1's v1 Merge into the initial
+        # value and reads other ref variables there through their initialized
+        # values (a v2 If stops that walk). The walk's rewrite of the branch
+        # that reads `var` itself changes no value, so only this one is kept.
+        initial_value = _guard_uninitialized(var._shared_name + "/" + ema_name + "/", initial_value)  # pylint: disable=protected-access
+    with graph.device(var.device):
+        if isinstance(var, _ref_variable.RefVariable):
+            initialized = _gen_state.is_variable_initialized(var)
+            with graph.name_scope("cond"):
+                _, ref_if_initialized = _gen_cf.ref_switch(var, initialized)
+                value_if_initialized = tf.identity(ref_if_initialized, name="read")
+                initial_if_not, _ = _gen_cf.switch(initial_value, initialized)
+                value = _gen_cf.merge([initial_if_not, value_if_initialized]).output
+        else:
+            initialized = _gen_rv.var_is_initialized_op(var.handle)
+            with graph.name_scope("cond"):
+                _, handle_if_initialized = _gen_cf.switch(var.handle, initialized)
+                value_if_initialized = _gen_rv.read_variable_op(handle_if_initialized, var.dtype)
+                initial_if_not, _ = _gen_cf.switch(initial_value, initialized)
+                value = _gen_cf.merge([initial_if_not, value_if_initialized]).output
+    return value
+
+
+def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value, dtype, use_resource: bool):
+    """Creates ``primary``'s shadow in the variable scope TF1's slot creator opens for it.
+
+    ``initial_value`` is a tensor or a callable, as given to ``get_variable``.
+    """
+    prefix = primary._shared_name if isinstance(primary, tf.Variable) else primary.op.name  # pylint: disable=protected-access
+    with _v1.variable_scope(None, default_name=prefix + "/" + ema_name) as scope:
+        full_name = scope.name + "/"
+        store = _variable_store()
+        if full_name in store._vars:  # pylint: disable=protected-access
+            # TF1 parity: a scope count that a closed parent scope reset gives
+            # a taken name; get_variable raises "already exists" as in TF1.
+            callable_init = callable(initial_value)
+            return _v1.get_variable(
+                "",
+                initializer=initial_value,
+                shape=initial_value.shape if not callable_init else primary.get_shape(),
+                dtype=dtype if callable_init else None,
+                trainable=False,
+                use_resource=use_resource,
+                validate_shape=True,
+            )
+        new_variable = _new_resource_variable if use_resource else _new_ref_variable
+        with graph.name_scope(None):
+            if colocate:
+                with graph.colocate_with(primary.op):
+                    shadow = new_variable(graph, full_name, initial_value, dtype)
+            else:
+                shadow = new_variable(graph, full_name, initial_value, dtype)
+        store._vars[full_name] = shadow  # pylint: disable=protected-access
+    return shadow
+
+
+def _shadow_of_variable(graph, var, ema_name: str, dtype):
+    """``var``'s shadow, starting from var's current value if initialized, else its initial value."""
+    value = _initialized_value(graph, var, ema_name)
+    if dtype is not None and dtype != var.dtype.base_dtype:
+        with graph.device(var.device):
+            value = tf.cast(value, dtype)
+    use_resource = isinstance(var, _rv.ResourceVariable)
+    return _create_shadow(graph, var, ema_name, True, value, value.dtype.base_dtype, use_resource)
+
+
+def _shadow_of_tensor(graph, tensor, ema_name: str, dtype):
+    """A zero-initialized shadow of ``tensor``, colocated with it when it reads a variable op."""
+    dtype = tensor.dtype.base_dtype if dtype is None else tf.as_dtype(dtype)
+    shape = tensor.get_shape()
+    use_resource = _v1.get_variable_scope().use_resource
+    if use_resource is None:
+        use_resource = _v1.resource_variables_enabled()
+    # TF1 parity: get_variable binds its zeros initializer to the shape this way.
+    initial_value = functools.partial(_v1.zeros_initializer(), shape.as_list(), dtype=dtype, partition_info=None)
+    colocate = tensor.op.type in VARIABLE_OP_TYPES
+    return _create_shadow(graph, tensor, ema_name, colocate, initial_value, dtype, use_resource)
+
+
+def create_shadows(
+    var_list: Iterable,
+    ema_name: str,
+    fallback: Callable[[Any], Any],
+    dtypes: Optional[Sequence] = None,
+) -> Dict[Any, Any]:
+    """Creates the shadows of ``var_list`` as ``ExponentialMovingAverage.apply`` does.
+
+    Each variable gets a non-trainable shadow ``<var>/<ema_name>`` (made unique
+    by TF1's variable-scope rules) in ``GLOBAL_VARIABLES``, colocated with it,
+    of its kind (resource or ref), starting from its value if it is
+    initialized when the shadow's initializer runs, else from its initial
+    value. Each tensor gets a zero-initialized shadow. Shadows are created in
+    ``var_list`` order; a primary the fast path cannot build exactly (see
+    ``fast_path_blocker``) is handed to ``fallback(primary)`` at its turn.
+    Call inside ``tf.init_scope()``, as apply() does.
+
+    Args:
+      var_list: variables and tensors, none already averaged.
+      ema_name: the ExponentialMovingAverage's name.
+      fallback: builds one shadow the reference way.
+      dtypes: optional shadow dtype per primary (None: the primary's).
+
+    Returns:
+      ``{primary.ref(): shadow}``; MOVING_AVERAGE_VARIABLES is the caller's.
+    """
+    var_list = list(var_list)
+    dtypes = [None] * len(var_list) if dtypes is None else list(dtypes)
+    graph = _v1.get_default_graph()
+    blocked = scope_blocker(graph)
+    shadows = {}
+    for primary, dtype in zip(var_list, dtypes):
+        if primary.ref() in shadows:
+            continue
+        if blocked or fast_path_blocker(primary, graph):
+            shadow = fallback(primary)
+        elif isinstance(primary, tf.Variable):
+            shadow = _shadow_of_variable(graph, primary, ema_name, dtype)
+        else:
+            shadow = _shadow_of_tensor(graph, primary, ema_name, dtype)
+        shadows[primary.ref()] = shadow
+    return shadows
+
+
+# ---------------------------------------------------------------------------
+# The update
+# ---------------------------------------------------------------------------
+
+
+def update_blocker() -> Optional[str]:
+    """Why updates cannot be built fast here, or None if they can."""
+    if tf.executing_eagerly():
+        return "eager execution"
+    if _v1.get_default_graph().building_function:
+        return "building a function"
+    if tf.distribute.has_strategy():
+        return "inside a distribution strategy"
+    return None
+
+
+def _read(graph, variable):
+    """``variable.value()`` in graph mode: a new read of a resource variable, a ref variable's snapshot."""
+    if type(variable) is _rv.ResourceVariable and variable._caching_device is None:  # pylint: disable=protected-access
+        # TF1 parity: value() reads outside any colocation, like this.
+        with graph.colocate_with(None, ignore_existing=True):
+            value = _gen_rv.read_variable_op(variable.handle, variable.dtype)
+        variable._variable_read = True  # pylint: disable=protected-access
+        return value
+    if isinstance(variable, tf.Variable):
+        return variable.value()
+    return variable
+
+
+def _read_after(graph, variable, update):
+    """The value of ``variable`` once ``update`` (its assign op or ref output) has run."""
+    if isinstance(update, tf.Tensor):  # a ref variable's assign returns the new value
+        return update
+    with graph.control_dependencies([update]):
+        return _gen_rv.read_variable_op(variable.handle, variable.dtype)
+
+
+class _Debiaser:
+    """Creates TF1's ``biased``/``local_step`` pair of a debiased shadow, without rescanning the graph.
+
+    TF1 looks a free name up by listing the scope's global variables for each
+    of the two variables, which is quadratic in the number of shadows; the set
+    of taken names is kept here instead.
+    """
+
+    def __init__(self, graph):
+        self._graph = graph
+        self._taken = {v.op.name for v in graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)}
+
+    def _unique(self, scope_name: str, name: str) -> str:
+        """TF1's ``_maybe_get_unique``: ``name``, else ``name_1``, ``name_2``... free in the scope."""
+        full_name = scope_name + "/" + name
+        if full_name not in self._taken:
+            return name
+        idx = 1
+        while "%s_%d" % (full_name, idx) in self._taken:
+            idx += 1
+        return "%s_%d" % (name, idx)
+
+    def _get_variable(self, scope, name: str, shape, dtype):
+        """``get_variable(name, zeros, shape, dtype, trainable=False)`` in ``scope``, TF1's names and all."""
+        full_name = scope.name + "/" + name
+        store = _variable_store()
+        initial_value = functools.partial(_v1.zeros_initializer(), shape.as_list(), dtype=dtype, partition_info=None)
+        use_resource = scope.use_resource
+        if use_resource is None:
+            use_resource = _v1.resource_variables_enabled()
+        if full_name in store._vars or scope.reuse:  # pylint: disable=protected-access
+            variable = _v1.get_variable(
+                name, initializer=_v1.zeros_initializer(), shape=shape, dtype=dtype, trainable=False
+            )
+        else:
+            new_variable = _new_resource_variable if use_resource else _new_ref_variable
+            with self._graph.name_scope(None):
+                variable = new_variable(self._graph, full_name, initial_value, dtype)
+            store._vars[full_name] = variable  # pylint: disable=protected-access
+        self._taken.add(variable.op.name)
+        return variable
+
+    def create(self, shadow, value, one_minus_decay):
+        """The (biased, local_step) variables of ``shadow``, in TF1's variable scope."""
+        with _v1.variable_scope(shadow.name[: -len(":0")], values=[shadow, value, one_minus_decay]) as scope:
+            with tf.init_scope(), self._graph.colocate_with(shadow.op):
+                if scope.reuse or scope.custom_getter is not None or _has_variable_creator(self._graph):
+                    biased = _v1.get_variable(
+                        "biased", initializer=_v1.zeros_initializer(), shape=shadow.get_shape(), dtype=shadow.dtype,
+                        trainable=False)
+                    local_step = _v1.get_variable(
+                        "local_step", shape=[], dtype=shadow.dtype, initializer=_v1.zeros_initializer(),
+                        trainable=False)
+                    return biased, local_step
+                biased = self._get_variable(scope, self._unique(scope.name, "biased"), shadow.get_shape(), shadow.dtype.base_dtype)
+                local_step = self._get_variable(
+                    scope, self._unique(scope.name, "local_step"), tf.TensorShape([]), shadow.dtype.base_dtype
+                )
+        return biased, local_step
+
+
+def build_updates(shadows: Sequence, values: Sequence, decay, zero_debias: Sequence[bool] = ()) -> List[tf.Operation]:
+    """TF1's ``assign_moving_average(shadow, value, decay, zero_debias)`` for many pairs, built fast.
+
+    Each pair gets, in a name scope ``AssignMovingAvg`` (made unique, as TF1
+    makes it) under the current one,
+
+        one_minus_decay = cast(1 - decay, shadow.dtype)    # computed once per dtype
+        shadow         -= (shadow - value) * one_minus_decay
+
+    or, where ``zero_debias`` says so, TF1's debiased update through new
+    ``<shadow>/biased`` and ``<shadow>/local_step`` variables. The kernels,
+    their inputs and their order are TF1's, so every bit matches; reads of
+    values are created here, so they obey the caller's control dependencies
+    exactly as TF1's do. Requires ``update_blocker() is None``.
+
+    Args:
+      shadows: the shadow variables.
+      values: the new value of each shadow's primary (variable or tensor).
+      decay: the scalar float32 decay tensor.
+      zero_debias: per pair, whether to debias (default: none).
+
+    Returns:
+      One op per pair, in order; group them to get TF1's update op.
+    """
+    graph = _v1.get_default_graph()
+    zero_debias = list(zero_debias) or [False] * len(shadows)
+    one_minus_decay = {}
+    debiaser = None
+    updates = []
+    for shadow, value, debias in zip(shadows, values, zero_debias):
+        dtype = shadow.dtype.base_dtype
+        if dtype not in one_minus_decay:
+            # TF1 parity: 1 - decay in float32, only then cast.
+            one_minus_decay[dtype] = 1.0 - decay
+            if dtype != tf.float32:
+                one_minus_decay[dtype] = tf.cast(one_minus_decay[dtype], dtype)
+        k = one_minus_decay[dtype]
+        with graph.name_scope("AssignMovingAvg") as scope:
+            if debias:
+                debiaser = debiaser or _Debiaser(graph)
+                updates.append(_debiased_update(graph, debiaser, shadow, value, k, scope))
+                continue
+            delta = _gen_math.mul(_gen_math.sub(_read(graph, shadow), _read(graph, value)), k)
+            if isinstance(shadow, _ref_variable.RefVariable):
+                updates.append(_gen_state.assign_sub(shadow, delta, name=scope).op)
+            else:
+                updates.append(_gen_rv.assign_sub_variable_op(shadow.handle, delta))
+    return updates
+
+
+def _debiased_update(graph, debiaser, shadow, value, k, scope: str):
+    """TF1's ``_zero_debias``: biased -= (biased - value) * k; step += 1; shadow = biased / (1 - (1 - k) ** step)."""
+    biased, local_step = debiaser.create(shadow, value, k)
+    delta = _gen_math.mul(_gen_math.sub(_read(graph, biased), _read(graph, value)), k)
+    if isinstance(biased, _ref_variable.RefVariable):
+        biased_update = _gen_state.assign_sub(biased, delta)
+    else:
+        biased_update = _gen_rv.assign_sub_variable_op(biased.handle, delta)
+    one = tf.constant(1, dtype=local_step.dtype.base_dtype)
+    if isinstance(local_step, _ref_variable.RefVariable):
+        step_update = _gen_state.assign_add(local_step, one)
+    else:
+        step_update = _gen_rv.assign_add_variable_op(local_step.handle, one)
+    decay = _gen_math.sub(tf.constant(1.0, dtype=k.dtype), k)
+    bias_factor = _gen_math.sub(tf.constant(1, dtype=k.dtype), _gen_math._pow(decay, _read_after(graph, local_step, step_update)))
+    unbiased = _gen_math.real_div(_read_after(graph, biased, biased_update), bias_factor)
+    if isinstance(shadow, _ref_variable.RefVariable):
+        return _gen_state.assign(shadow, unbiased, name=scope).op
+    return _gen_rv.assign_variable_op(shadow.handle, unbiased, name=scope)
+
+
+# ---------------------------------------------------------------------------
+# apply()
+# ---------------------------------------------------------------------------
+
+FLOAT_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64)
+
+
+def apply(ema, var_list=None, fallback: Optional[Callable[[Any], Any]] = None):
+    """TF1's ``ExponentialMovingAverage.apply(var_list)``, built fast; same variables, names and values.
+
+    ``ema`` is an ExponentialMovingAverage (TF1's or tf1_ema's, without
+    opt-in features): its ``name``, ``_decay``, ``_num_updates``,
+    ``_zero_debias`` and ``_averages`` are read, and ``_averages`` is
+    updated, exactly as TF1's ``apply`` does. ``fallback(primary)`` creates one
+    shadow the reference way where the fast path does not apply. Requires
+    ``update_blocker() is None`` (graph mode, default strategy).
+
+    Returns:
+      The grouped update op, named like ``ema.name``'s name scope.
+
+    Raises:
+      TypeError: for a primary that is not half, bfloat16, float or double,
+        after creating the shadows of the primaries before it, as TF1 does.
+    """
+    if var_list is None:
+        var_list = _v1.trainable_variables()
+    var_list = list(var_list)
+    new, seen, bad = [], set(), None
+    for var in var_list:
+        if var.dtype.base_dtype not in FLOAT_DTYPES:
+            bad = var
+            break
+        if var.ref() not in ema._averages and var.ref() not in seen:  # pylint: disable=protected-access
+            new.append(var)
+            seen.add(var.ref())
+    with tf.init_scope():
+        shadows = create_shadows(new, ema.name, fallback)
+    # TF1 parity: debiasing is decided when a shadow is created; a later
+    # apply() of the same tensor does not debias.
+    zero_debias_shadows = set()
+    for var in new:
+        shadow = shadows[var.ref()]
+        if isinstance(var, tf.Variable):
+            _v1.add_to_collection(_v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
+        elif ema._zero_debias:  # pylint: disable=protected-access
+            zero_debias_shadows.add(shadow.ref())
+        ema._averages[var.ref()] = shadow  # pylint: disable=protected-access
+    if bad is not None:
+        raise TypeError("The variables must be half, float, or double: %s" % bad.name)
+    with _v1.name_scope(ema.name) as scope:
+        decay = tf.convert_to_tensor(ema._decay, dtype=tf.float32, name="decay")  # pylint: disable=protected-access
+        if ema._num_updates is not None:  # pylint: disable=protected-access
+            num_updates = tf.cast(ema._num_updates, tf.float32, name="num_updates")  # pylint: disable=protected-access
+            decay = tf.minimum(decay, (1.0 + num_updates) / (10.0 + num_updates))
+        averages = [ema._averages[var.ref()] for var in var_list]  # pylint: disable=protected-access
+        debias = [avg.ref() in zero_debias_shadows for avg in averages]
+        return tf.group(*build_updates(averages, var_list, decay, debias), name=scope)

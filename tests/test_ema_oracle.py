@@ -237,14 +237,9 @@ def test_float16_subnormal_results_follow_the_oracle(session):
     np.testing.assert_array_equal(_first_update(session, "float16", value), expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="oracle bug: TF's CPU kernels flush subnormal float32/float64/bfloat16 results to zero "
-    "(FTZ/DAZ); tf1_ema._math rounds them as NumPy does, so it keeps 1e-38 where TF has 0",
-)
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
 def test_subnormal_results_follow_the_oracle(session, dtype):
-    """A result in the subnormal range equals the oracle's (fails today: TF flushes it to zero)."""
+    """A result in the subnormal range is flushed to zero by TF, as in the oracle."""
     value = _math.as_dtype(dtype).type(SUBNORMAL_INPUTS[dtype])
     expected = _math.ema_sequence(np.zeros((), _math.as_dtype(dtype)), [value], 0.5)[0]
     S.assert_same_bits(_first_update(session, dtype, value), expected)

@@ -982,11 +982,6 @@ def test_errors_match_the_reference(case):
     assert result[:2] == ("raises", ERROR_TYPES[case]), result
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parity bug: decay defaults to None in ours (for half_life=), so a missing decay raises our own "
-    "TypeError message instead of Python's 'missing 1 required positional argument: 'decay''",
-)
 def test_missing_decay_error_matches_the_reference():
     """ExponentialMovingAverage() without a decay raises the reference's TypeError and message."""
     assert assert_same_in_both(lambda cls, amv: cls()) == (
@@ -994,11 +989,6 @@ def test_missing_decay_error_matches_the_reference():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="parity bug: ours rejects decay=None in the constructor (TypeError); the reference constructs "
-    "and fails in apply() with ValueError('None values not supported.')",
-)
 def test_none_decay_fails_in_apply_like_the_reference():
     """ExponentialMovingAverage(None) constructs, and apply() raises ValueError: None values not supported."""
 

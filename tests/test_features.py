@@ -561,7 +561,7 @@ STEP = "STEP"  # replaced by a step variable in the test
 
 BAD_ARGUMENTS = [
     # (args, kwargs, exception, message regex)
-    ((), {}, TypeError, "needs a decay: pass decay .* or half_life="),
+    ((), {}, TypeError, "missing 1 required positional argument: .decay."),
     ((0.9,), dict(half_life=10), ValueError, "both set the decay; pass only one"),
     ((), dict(half_life=0), ValueError, "half-life must be > 0 steps"),
     ((), dict(half_life=-3.0), ValueError, "half-life must be > 0 steps"),

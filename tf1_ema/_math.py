@@ -72,6 +72,28 @@ def as_dtype(dtype) -> np.dtype:
     return dt
 
 
+def flush_subnormal(x: np.ndarray) -> np.ndarray:
+    """Replaces subnormal float32/float64/bfloat16 values by zeros of the same sign.
+
+    TensorFlow's CPU kernels run with flush-to-zero and denormals-are-zero
+    set, so a result (or input) below the smallest normal number is zero
+    there. float16 is computed in float32, where its subnormals are normal
+    numbers, so float16 is left alone.
+
+    >>> float(flush_subnormal(np.float32(1e-39)))
+    0.0
+    """
+    x = np.asarray(x)
+    if x.dtype.name not in ("float32", "float64", "bfloat16"):
+        return x
+    tiny = np.finfo(np.float64 if x.dtype.name == "float64" else np.float32).tiny
+    wide = x.astype(np.float64)
+    subnormal = (wide != 0) & (np.abs(wide) < tiny)
+    if not subnormal.any():
+        return x
+    return np.where(subnormal, np.copysign(np.zeros_like(x), x), x).astype(x.dtype)
+
+
 def effective_decay(decay: float, num_updates: Optional[float] = None) -> np.float32:
     """The decay TF1 uses for one update: min(decay, (1 + n) / (10 + n)).
 
@@ -127,10 +149,12 @@ def ema_step(shadow: np.ndarray, value: np.ndarray, one_minus_decay_: np.generic
     Returns:
       The new shadow, same dtype as ``shadow``.
     """
-    shadow = np.asarray(shadow)
+    shadow = flush_subnormal(np.asarray(shadow))
     dt = shadow.dtype
-    diff = (shadow - np.asarray(value, dtype=dt)).astype(dt)
-    return (shadow - (diff * dt.type(one_minus_decay_)).astype(dt)).astype(dt)
+    value = flush_subnormal(np.asarray(value, dtype=dt))
+    k = flush_subnormal(np.asarray(one_minus_decay_, dtype=dt))
+    diff = flush_subnormal((shadow - value).astype(dt))
+    return flush_subnormal((shadow - flush_subnormal((diff * k).astype(dt))).astype(dt))
 
 
 def debias_factor(one_minus_decay_: np.generic, local_step: np.generic, dtype="float32") -> np.generic:
@@ -146,7 +170,11 @@ def debias_factor(one_minus_decay_: np.generic, local_step: np.generic, dtype="f
     """
     t = as_dtype(dtype).type
     decay = t(t(1.0) - t(one_minus_decay_))
-    return t(t(1.0) - t(np.power(decay, t(local_step))))
+    # TF's pow agrees with the exact power rounded once to the dtype; NumPy's
+    # float32 power is off by an ulp for about a third of inputs, so the power
+    # is taken in float64 (in float64 itself for float64, as TF does).
+    power = t(np.power(np.float64(decay), np.float64(t(local_step))))
+    return flush_subnormal(np.asarray(t(t(1.0) - flush_subnormal(np.asarray(power))[()])))[()]
 
 
 def debias_step(biased: np.ndarray, local_step: np.generic, value: np.ndarray, one_minus_decay_: np.generic):
@@ -165,7 +193,7 @@ def debias_step(biased: np.ndarray, local_step: np.generic, value: np.ndarray, o
     biased = ema_step(biased, value, one_minus_decay_)
     dt = biased.dtype
     local_step = dt.type(dt.type(local_step) + dt.type(1))
-    shadow = (biased / debias_factor(one_minus_decay_, local_step, dt)).astype(dt)
+    shadow = flush_subnormal((biased / debias_factor(one_minus_decay_, local_step, dt)).astype(dt))
     return shadow, biased, local_step
 
 

@@ -40,6 +40,8 @@ SHADOW_DTYPES = (tf.float32, tf.float64)
 COPY = "copy"
 SKIP = "skip"
 _VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
+# Marks a decay that was not given (None is a value TF1 accepts until apply()).
+_MISSING = object()
 
 
 def _strip_output_index(name: str) -> str:
@@ -636,7 +638,7 @@ class ExponentialMovingAverage:
 
     def __init__(
         self,
-        decay=None,
+        decay=_MISSING,
         num_updates=None,
         zero_debias: bool = False,
         name: str = "ExponentialMovingAverage",
@@ -652,13 +654,16 @@ class ExponentialMovingAverage:
         rules: Union[Sequence[Tuple[Any, Any]], Mapping[Any, Any], None] = None,
     ) -> None:
         if half_life is not None:
-            if decay is not None:
+            if decay is not _MISSING and decay is not None:
                 raise ValueError(
                     "decay=%r and half_life=%r both set the decay; pass only one of them" % (decay, half_life)
                 )
             decay = _decay_from_half_life(half_life)
-        elif decay is None:
-            raise TypeError("ExponentialMovingAverage needs a decay: pass decay (e.g. 0.999) or half_life= in steps")
+        elif decay is _MISSING:
+            # TF1 parity: decay is a required argument; Python's own message.
+            raise TypeError("ExponentialMovingAverage.__init__() missing 1 required positional argument: 'decay'")
+        # TF1 parity: decay=None is accepted here and fails in apply(), in
+        # convert_to_tensor, with "None values not supported."
         # Attribute names follow TF1's: some TF1 code reads ema._averages.
         self._decay = decay
         self._num_updates = num_updates

@@ -998,3 +998,47 @@ class ExponentialMovingAverage:
             if v.name not in moving_avg_variable_names and v.op.name not in name_map:
                 name_map[v.op.name] = v
         return name_map
+
+    # -- Beyond TF1: evaluation with the averages, audit, introspection --------
+    # Thin delegations; the logic lives in swap.py, audit.py and introspect.py.
+
+    def averaged(self, sess, var_list: Optional[Iterable] = None):
+        """Context manager: the variables hold their averages inside, and always get their values back.
+
+        ``with ema.averaged(sess): evaluate()``. While inside, running the EMA
+        update (or anything that writes the swapped variables) raises
+        RuntimeError. See ``tf1_ema.swap.averaged``.
+        """
+        from tf1_ema import swap
+
+        return swap.averaged(self, sess, var_list)
+
+    def swap_op(self, var_list: Optional[Iterable] = None, name: Optional[str] = None):
+        """An op that exchanges variables and their averages bit for bit; see ``tf1_ema.swap.swap_op``."""
+        from tf1_ema import swap
+
+        return swap.swap_op(self, var_list, name)
+
+    def copy_averages_op(self, var_list: Optional[Iterable] = None, name: Optional[str] = None):
+        """An op that sets each variable to its average; see ``tf1_ema.swap.copy_averages_op``."""
+        from tf1_ema import swap
+
+        return swap.copy_averages_op(self, var_list, name)
+
+    def audit(self, checkpoint_path: str, var_list: Optional[Iterable] = None, averaged_only: bool = False):
+        """Per-variable report of what restoring ``checkpoint_path`` would load; see ``tf1_ema.audit``."""
+        from tf1_ema import audit
+
+        return audit.audit_checkpoint(self, checkpoint_path, var_list=var_list, averaged_only=averaged_only)
+
+    def describe(self, sess=None, step: Optional[float] = None):
+        """Effective decay now, window, half-life and debias factors; see ``tf1_ema.introspect.describe``."""
+        from tf1_ema import introspect
+
+        return introspect.describe(self, sess=sess, step=step)
+
+    def lag(self, var_list: Optional[Iterable] = None):
+        """``{variable name: ||shadow - var|| / ||var||}`` as fetchable tensors; see ``tf1_ema.introspect``."""
+        from tf1_ema import introspect
+
+        return introspect.lag_tensors(self, var_list)

@@ -1,46 +1,57 @@
 """Fast construction of the shadows and the update op of ``ExponentialMovingAverage.apply``.
 
-TF1's ``apply()`` spends most of its time, and most of the first
+TF1's ``apply()`` spends most of its time, and much of the first
 ``global_variables_initializer()`` run, on machinery around two ideas:
 
-    shadow initial value = var.value if var is initialized else var.initial_value
+    shadow initial value = var's value if var is initialized else var.initial_value
     shadow              -= (shadow - var) * one_minus_decay
 
-Per variable it builds a ``cond_v2`` (two FuncGraphs, lowered back to about ten
-nodes that Grappler then optimizes on every first run), goes through
-``variable_scope``/``get_variable``/``Variable.__init__``, and for the update
-through ``merge_call``, ``strategy.extended.update``, a ``1 - decay`` and a
-cast per variable, and an unused read-after-write. This module builds the same
-variables and the same values with far less:
+Per variable it builds a ``cond_v2`` (two FuncGraphs, lowered back to about
+ten nodes that Grappler optimizes again in the first session run), goes
+through ``variable_scope``/``get_variable``/``Variable.__init__``, and for the
+update through ``merge_call`` and ``strategy.extended.update``, with a
+``1 - decay``, a cast and an unused read-after-write per variable. This module
+builds the same variables and the same values with less:
 
-* the conditional is a v1 ``Switch``/``Merge`` (five small nodes, nothing to
-  lower), which evaluates the variable's read only when it is initialized,
-  exactly like the ``cond`` it replaces;
-* the variable's name comes from the same public ``variable_scope`` TF1 opens,
-  so variable-scope and name-scope uniquification are TF1's own code, and the
+* the conditional is two nodes, ``VarIsInitializedOp`` and an ``If`` that is
+  not lowered and whose one-op branch functions are shared by every shadow of
+  a dtype (a session instantiates them once); a ref variable cannot enter a
+  function unread, so its conditional is a v1 ``RefSwitch``/``Merge``. Either
+  way the variable is read only if it is initialized when the shadow's
+  initializer runs, exactly as with TF1's ``cond``;
+* the shadow's name comes from the public ``variable_scope`` TF1 opens, so
+  variable-scope and name-scope uniquification are TF1's own code; the
   variable is registered in the variable store under TF1's key, so
-  ``get_variable(..., reuse=True)`` finds it; its ops are the ones
-  ``Variable.__init__`` creates (same names, devices, colocation), wrapped
-  into the same Python class without its per-call overhead;
+  ``get_variable(..., reuse=True)`` finds it as in TF1; its ops are the ones
+  ``Variable.__init__`` creates (names, attributes, devices, colocation),
+  wrapped in the same Python class, without that constructor's overhead;
 * ``one_minus_decay`` is computed once per dtype, and each update is the
-  three kernels TF1 runs (``Sub``, ``Mul``, ``AssignSub``), so the bits match.
+  kernels TF1 runs on the same inputs (``Sub``, ``Mul``, ``AssignSub``;
+  TF1's debiasing ops), so every bit matches.
 
-``fast_path_blocker`` says when this is exact; everything else (eager, a
-distribution strategy, a reusing or customized variable scope, a variable
-creator scope, partitioned or sharded or unusual variables, shapes not fully
-defined) goes to the caller's reference path. Graph-level differences, none
-of which reaches a variable, a value or a checkpoint:
+``scope_blocker`` and ``fast_path_blocker`` say when this is exact; everything
+else (eager, functions, a distribution strategy, a reusing or customized
+variable scope, a variable creator scope, partitioned, sharded or subclassed
+variables, shapes not fully defined, a ref variable under v2 control flow)
+goes to the caller's reference path. Differences that reach no variable,
+value, name of a variable or checkpoint:
 
-* the initial-value conditional is ``Switch``/``Merge`` rather than an ``If``
-  with two functions (v2 control flow) or a ``CondContext`` (v1), so the graph
-  holds fewer functions and ``cond_context`` entries;
-* the update reuses one ``one_minus_decay`` per dtype and omits the unread
-  read-after-write, so its inner op names differ (its name scopes do not);
-* shadow variables skip ``Variable.__init__``'s wrapper code, not its ops.
+* the initial-value conditional is the ``If`` (or ``RefSwitch``/``Merge``)
+  above, not TF1's ``If`` with two functions per variable (v2 control flow) or
+  v1 ``cond`` with a ``CondContext``: the graph has two library functions per
+  dtype instead of two per variable, no ``cond_context`` entries, and under v1
+  control flow TF1's guard rewrite is applied to the variable's initial value
+  only, not to the branch reading the variable itself (a rewrite that changes
+  no value but adds a second conditional per variable);
+* the update shares one ``one_minus_decay`` per dtype and leaves out TF1's
+  unread read-after-write, so ops inside each ``AssignMovingAvg`` scope have
+  other names (the scopes and the grouped op keep TF1's);
+* initializing shadows computes what TF1 computes, in one ``If`` per shadow.
 
 The TensorFlow internals used here (variable classes, the variable store,
-the attribute scope) are all in the "TF internals" section below; a test
-checks that the variables built here equal TF1's attribute for attribute.
+attribute scopes, op creation without generated wrappers) are all in the "TF
+internals" section below; tests/test_build.py checks what is built here
+against TF1, variable attribute by attribute and op by op.
 """
 
 from __future__ import annotations
@@ -93,6 +104,27 @@ def _sync_agg_trainable(name: str):
     )
 
 
+@functools.lru_cache(maxsize=None)
+def _type_attr(dtype) -> attr_value_pb2.AttrValue:
+    return attr_value_pb2.AttrValue(type=tf.as_dtype(dtype).as_datatype_enum)
+
+
+def _op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optional[str] = None, **attrs):
+    """Creates an op the way its generated wrapper would, without ``op_def_library``.
+
+    The wrapper's generic argument handling costs more than creating the op;
+    the few op types built here take no ref inputs, so nothing else differs
+    (name scopes, control dependencies, devices and colocation are the
+    graph's, and the C API adds default attributes).
+    """
+    return graph._create_op_internal(op_type, list(inputs), list(out_dtypes), name=name, attrs=attrs)  # pylint: disable=protected-access
+
+
+def _read_op(graph, handle, dtype):
+    """``ReadVariableOp(handle)``."""
+    return _op(graph, "ReadVariableOp", [handle], [dtype], dtype=_type_attr(dtype)).outputs[0]
+
+
 def _class_attr_scope(graph, name: str):
     """The ``_class`` attribute scope ``Variable.__init__`` opens around its initial value."""
     attr = attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(s=[("loc:@%s" % name).encode()]))
@@ -122,17 +154,26 @@ def _new_resource_variable(graph, name: str, initial_value, dtype):
         with _class_attr_scope(graph, handle_name):
             initial_value = _call_initializer(graph, initial_value, dtype)
             shape = initial_value.shape
-            handle = _gen_rv.var_handle_op(
-                shape=shape, dtype=dtype, shared_name=handle_name, debug_name=name, name=name, container=container
-            )
+            handle = _op(
+                graph,
+                "VarHandleOp",
+                [],
+                [tf.resource],
+                name=name,
+                dtype=_type_attr(dtype),
+                shape=attr_value_pb2.AttrValue(shape=shape.as_proto()),
+                shared_name=attr_value_pb2.AttrValue(s=handle_name.encode()),
+                debug_name=attr_value_pb2.AttrValue(s=name.encode()),
+                container=attr_value_pb2.AttrValue(s=container.encode()),
+            ).outputs[0]
         with graph.name_scope("IsInitialized"):
-            is_initialized = _gen_rv.var_is_initialized_op(handle)
+            is_initialized = _op(graph, "VarIsInitializedOp", [handle], [tf.bool]).outputs[0]
         with graph.name_scope("Assign") as assign_name, graph.colocate_with(None, ignore_existing=True), graph.device(
             handle.device
         ):
-            initializer = _gen_rv.assign_variable_op(handle, initial_value, name=assign_name)
+            initializer = _op(graph, "AssignVariableOp", [handle, initial_value], [], name=assign_name, dtype=_type_attr(dtype))
         with graph.name_scope("Read"), graph.device(handle.device):
-            read = _gen_rv.read_variable_op(handle, dtype)
+            read = _read_op(graph, handle, dtype)
     variable = object.__new__(_rv.ResourceVariable)
     synchronization, aggregation, trainable = _sync_agg_trainable(name)
     handle._parent_trackable = weakref.ref(variable)  # pylint: disable=protected-access
@@ -272,8 +313,38 @@ def fast_path_blocker(primary, graph=None) -> Optional[str]:
 # ---------------------------------------------------------------------------
 
 
+_READ_IF_INITIALIZED: Dict[Any, Tuple[Any, Any]] = {}  # dtype -> (then, else) concrete functions
+
+
+def _read_if_initialized_branches(graph, dtype):
+    """The two branch functions of the ``If`` that starts a resource variable's shadow, as attributes.
+
+    ``then(handle, initial_value)`` reads the variable, ``else`` returns the
+    initial value. They are traced once per dtype and process, added once to
+    each graph, and shared by every ``If``, so a session instantiates them
+    once however many shadows there are.
+    """
+    if dtype not in _READ_IF_INITIALIZED:
+        spec = (tf.TensorSpec(None, tf.resource), tf.TensorSpec(None, dtype))
+        read = tf.function(lambda handle, initial_value: tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype))
+        keep = tf.function(lambda handle, initial_value: initial_value)
+        _READ_IF_INITIALIZED[dtype] = (read.get_concrete_function(*spec), keep.get_concrete_function(*spec))
+    branches = []
+    for function in _READ_IF_INITIALIZED[dtype]:
+        function.add_to_graph(graph)
+        branches.append(attr_value_pb2.AttrValue(func=attr_value_pb2.NameAttrList(name=function.name)))
+    return branches
+
+
 def _initialized_value(graph, var, ema_name: str):
     """var's value if it is initialized, else its initial value, as TF1's ``cond`` computes it.
+
+    A resource variable is read by an ``If`` on ``VarIsInitializedOp`` whose
+    two tiny branch functions are shared (see ``_read_if_initialized_branches``);
+    it is not lowered, so it stays two nodes. A ref variable cannot enter a
+    function without being read, so its read is gated by ``RefSwitch``/
+    ``Merge``, as in TF1's v1 ``cond``. Either way the variable is read only
+    when it is initialized.
 
     TF1 parity: the names consumed in the current name scope are TF1's
     (``VarIsInitializedOp``/``IsVariableInitialized`` and ``cond``).
@@ -285,28 +356,40 @@ def _initialized_value(graph, var, ema_name: str):
         # values (a v2 If stops that walk). The walk's rewrite of the branch
         # that reads `var` itself changes no value, so only this one is kept.
         initial_value = _guard_uninitialized(var._shared_name + "/" + ema_name + "/", initial_value)  # pylint: disable=protected-access
-    with graph.device(var.device):
-        if isinstance(var, _ref_variable.RefVariable):
+    if isinstance(var, _ref_variable.RefVariable):
+        with graph.device(var.device):
             initialized = _gen_state.is_variable_initialized(var)
             with graph.name_scope("cond"):
                 _, ref_if_initialized = _gen_cf.ref_switch(var, initialized)
                 value_if_initialized = tf.identity(ref_if_initialized, name="read")
                 initial_if_not, _ = _gen_cf.switch(initial_value, initialized)
-                value = _gen_cf.merge([initial_if_not, value_if_initialized]).output
-        else:
-            initialized = _gen_rv.var_is_initialized_op(var.handle)
-            with graph.name_scope("cond"):
-                _, handle_if_initialized = _gen_cf.switch(var.handle, initialized)
-                value_if_initialized = _gen_rv.read_variable_op(handle_if_initialized, var.dtype)
-                initial_if_not, _ = _gen_cf.switch(initial_value, initialized)
-                value = _gen_cf.merge([initial_if_not, value_if_initialized]).output
-    return value
+                return _gen_cf.merge([initial_if_not, value_if_initialized]).output
+    dtype = var.dtype.base_dtype
+    then_branch, else_branch = _read_if_initialized_branches(graph, dtype)
+    # Colocated with the variable: the branch reads it where it lives.
+    with graph.colocate_with(var.op):
+        initialized = _op(graph, "VarIsInitializedOp", [var.handle], [tf.bool]).outputs[0]
+        if_op = _op(
+            graph,
+            "If",
+            [initialized, var.handle, initial_value],
+            [dtype],
+            name="cond",
+            Tcond=_type_attr(tf.bool),
+            Tin=attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(type=[tf.resource.as_datatype_enum, dtype.as_datatype_enum])),
+            Tout=attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(type=[dtype.as_datatype_enum])),
+            then_branch=then_branch,
+            else_branch=else_branch,
+            output_shapes=attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(shape=[var.get_shape().as_proto()])),
+        )
+    return if_op.outputs[0]
 
 
-def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value, dtype, use_resource: bool):
+def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value, dtype, use_resource: bool, tf1_kwargs):
     """Creates ``primary``'s shadow in the variable scope TF1's slot creator opens for it.
 
-    ``initial_value`` is a tensor or a callable, as given to ``get_variable``.
+    ``initial_value`` is a tensor or a bound callable; ``tf1_kwargs`` are the
+    arguments TF1's slot creator gives ``get_variable("")``.
     """
     prefix = primary._shared_name if isinstance(primary, tf.Variable) else primary.op.name  # pylint: disable=protected-access
     with _v1.variable_scope(None, default_name=prefix + "/" + ema_name) as scope:
@@ -315,16 +398,7 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
         if full_name in store._vars:  # pylint: disable=protected-access
             # TF1 parity: a scope count that a closed parent scope reset gives
             # a taken name; get_variable raises "already exists" as in TF1.
-            callable_init = callable(initial_value)
-            return _v1.get_variable(
-                "",
-                initializer=initial_value,
-                shape=initial_value.shape if not callable_init else primary.get_shape(),
-                dtype=dtype if callable_init else None,
-                trainable=False,
-                use_resource=use_resource,
-                validate_shape=True,
-            )
+            return _v1.get_variable("", **tf1_kwargs)
         new_variable = _new_resource_variable if use_resource else _new_ref_variable
         with graph.name_scope(None):
             if colocate:
@@ -343,7 +417,8 @@ def _shadow_of_variable(graph, var, ema_name: str, dtype):
         with graph.device(var.device):
             value = tf.cast(value, dtype)
     use_resource = isinstance(var, _rv.ResourceVariable)
-    return _create_shadow(graph, var, ema_name, True, value, value.dtype.base_dtype, use_resource)
+    tf1_kwargs = dict(initializer=value, trainable=False, use_resource=use_resource, validate_shape=True)
+    return _create_shadow(graph, var, ema_name, True, value, value.dtype.base_dtype, use_resource, tf1_kwargs)
 
 
 def _shadow_of_tensor(graph, tensor, ema_name: str, dtype):
@@ -356,7 +431,8 @@ def _shadow_of_tensor(graph, tensor, ema_name: str, dtype):
     # TF1 parity: get_variable binds its zeros initializer to the shape this way.
     initial_value = functools.partial(_v1.zeros_initializer(), shape.as_list(), dtype=dtype, partition_info=None)
     colocate = tensor.op.type in VARIABLE_OP_TYPES
-    return _create_shadow(graph, tensor, ema_name, colocate, initial_value, dtype, use_resource)
+    tf1_kwargs = dict(initializer=_v1.zeros_initializer(), shape=shape, dtype=dtype, trainable=False, validate_shape=True)
+    return _create_shadow(graph, tensor, ema_name, colocate, initial_value, dtype, use_resource, tf1_kwargs)
 
 
 def create_shadows(
@@ -424,7 +500,7 @@ def _read(graph, variable):
     if type(variable) is _rv.ResourceVariable and variable._caching_device is None:  # pylint: disable=protected-access
         # TF1 parity: value() reads outside any colocation, like this.
         with graph.colocate_with(None, ignore_existing=True):
-            value = _gen_rv.read_variable_op(variable.handle, variable.dtype)
+            value = _read_op(graph, variable.handle, variable.dtype.base_dtype)
         variable._variable_read = True  # pylint: disable=protected-access
         return value
     if isinstance(variable, tf.Variable):
@@ -440,42 +516,55 @@ def _read_after(graph, variable, update):
         return _gen_rv.read_variable_op(variable.handle, variable.dtype)
 
 
+def _plain_scope(scope, graph) -> bool:
+    """True if ``get_variable`` in ``scope`` does nothing beyond creating a variable."""
+    if scope.reuse or scope.partitioner is not None or _has_variable_creator(graph):
+        return False
+    return all(getattr(scope, what) is None for what in ("custom_getter", "regularizer", "constraint", "caching_device"))
+
+
 class _Debiaser:
     """Creates TF1's ``biased``/``local_step`` pair of a debiased shadow, without rescanning the graph.
 
-    TF1 looks a free name up by listing the scope's global variables for each
-    of the two variables, which is quadratic in the number of shadows; the set
-    of taken names is kept here instead.
+    TF1 finds a free name by listing the scope's global variables, twice per
+    shadow, which is quadratic in the number of shadows; the set of taken
+    names is kept here instead.
     """
 
     def __init__(self, graph):
         self._graph = graph
         self._taken = {v.op.name for v in graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)}
 
-    def _unique(self, scope_name: str, name: str) -> str:
-        """TF1's ``_maybe_get_unique``: ``name``, else ``name_1``, ``name_2``... free in the scope."""
-        full_name = scope_name + "/" + name
-        if full_name not in self._taken:
+    def _unique(self, scope, name: str) -> str:
+        """TF1's ``_maybe_get_unique``: ``name``, else ``name_1``, ``name_2``... not a global variable yet."""
+        if scope.reuse:
+            return name
+        taken = self._taken
+        if "\\" in scope.name:
+            # TF1 parity: TF1 filters by the scope name as a regex; only a
+            # backslash in it can make that filter drop a name.
+            taken = {v.op.name for v in scope.global_variables()}
+        full_name = scope.name + "/" + name
+        if full_name not in taken:
             return name
         idx = 1
-        while "%s_%d" % (full_name, idx) in self._taken:
+        while "%s_%d" % (full_name, idx) in taken:
             idx += 1
         return "%s_%d" % (name, idx)
 
     def _get_variable(self, scope, name: str, shape, dtype):
-        """``get_variable(name, zeros, shape, dtype, trainable=False)`` in ``scope``, TF1's names and all."""
+        """``get_variable(name, shape, dtype, zeros, trainable=False)`` in ``scope``: TF1's variable."""
         full_name = scope.name + "/" + name
         store = _variable_store()
-        initial_value = functools.partial(_v1.zeros_initializer(), shape.as_list(), dtype=dtype, partition_info=None)
-        use_resource = scope.use_resource
-        if use_resource is None:
-            use_resource = _v1.resource_variables_enabled()
-        if full_name in store._vars or scope.reuse:  # pylint: disable=protected-access
-            variable = _v1.get_variable(
-                name, initializer=_v1.zeros_initializer(), shape=shape, dtype=dtype, trainable=False
-            )
+        if full_name in store._vars or not _plain_scope(scope, self._graph):  # pylint: disable=protected-access
+            variable = _v1.get_variable(name, shape=shape, dtype=dtype, initializer=_v1.zeros_initializer(), trainable=False)
         else:
+            use_resource = scope.use_resource
+            if use_resource is None:
+                use_resource = _v1.resource_variables_enabled()
             new_variable = _new_resource_variable if use_resource else _new_ref_variable
+            # TF1 parity: get_variable binds its zeros initializer to the shape this way.
+            initial_value = functools.partial(_v1.zeros_initializer(), shape.as_list(), dtype=dtype, partition_info=None)
             with self._graph.name_scope(None):
                 variable = new_variable(self._graph, full_name, initial_value, dtype)
             store._vars[full_name] = variable  # pylint: disable=protected-access
@@ -483,21 +572,12 @@ class _Debiaser:
         return variable
 
     def create(self, shadow, value, one_minus_decay):
-        """The (biased, local_step) variables of ``shadow``, in TF1's variable scope."""
+        """The (biased, local_step) variables of ``shadow``, named and placed as TF1's ``_zero_debias`` does."""
         with _v1.variable_scope(shadow.name[: -len(":0")], values=[shadow, value, one_minus_decay]) as scope:
             with tf.init_scope(), self._graph.colocate_with(shadow.op):
-                if scope.reuse or scope.custom_getter is not None or _has_variable_creator(self._graph):
-                    biased = _v1.get_variable(
-                        "biased", initializer=_v1.zeros_initializer(), shape=shadow.get_shape(), dtype=shadow.dtype,
-                        trainable=False)
-                    local_step = _v1.get_variable(
-                        "local_step", shape=[], dtype=shadow.dtype, initializer=_v1.zeros_initializer(),
-                        trainable=False)
-                    return biased, local_step
-                biased = self._get_variable(scope, self._unique(scope.name, "biased"), shadow.get_shape(), shadow.dtype.base_dtype)
-                local_step = self._get_variable(
-                    scope, self._unique(scope.name, "local_step"), tf.TensorShape([]), shadow.dtype.base_dtype
-                )
+                dtype = shadow.dtype.base_dtype
+                biased = self._get_variable(scope, self._unique(scope, "biased"), shadow.get_shape(), dtype)
+                local_step = self._get_variable(scope, self._unique(scope, "local_step"), tf.TensorShape([]), dtype)
         return biased, local_step
 
 
@@ -543,11 +623,14 @@ def build_updates(shadows: Sequence, values: Sequence, decay, zero_debias: Seque
                 debiaser = debiaser or _Debiaser(graph)
                 updates.append(_debiased_update(graph, debiaser, shadow, value, k, scope))
                 continue
-            delta = _gen_math.mul(_gen_math.sub(_read(graph, shadow), _read(graph, value)), k)
             if isinstance(shadow, _ref_variable.RefVariable):
+                delta = _gen_math.mul(_gen_math.sub(_read(graph, shadow), _read(graph, value)), k)
                 updates.append(_gen_state.assign_sub(shadow, delta, name=scope).op)
             else:
-                updates.append(_gen_rv.assign_sub_variable_op(shadow.handle, delta))
+                t = _type_attr(dtype)
+                diff = _op(graph, "Sub", [_read(graph, shadow), _read(graph, value)], [dtype], T=t).outputs[0]
+                delta = _op(graph, "Mul", [diff, k], [dtype], T=t).outputs[0]
+                updates.append(_op(graph, "AssignSubVariableOp", [shadow.handle, delta], [], dtype=t))
     return updates
 
 

@@ -149,7 +149,9 @@ def _new_resource_variable(graph, name: str, initial_value, dtype):
     where it can change a value (see ``_initialized_value``).
     """
     container = graph._container or ""  # pylint: disable=protected-access
-    with graph.name_scope(name) as name:
+    # TF1 parity: Variable.__init__ lifts into init_scope, which also restores
+    # the device scope that an enclosing colocate_with cleared.
+    with tf.init_scope(), graph.name_scope(name) as name:
         handle_name = name[:-1]
         with _class_attr_scope(graph, handle_name):
             initial_value = _call_initializer(graph, initial_value, dtype)
@@ -217,7 +219,7 @@ def _new_ref_variable(graph, name: str, initial_value, dtype):
     variable._synchronization = synchronization
     variable._aggregation = aggregation
     variable._trainable = trainable
-    with graph.name_scope(name) as name:
+    with tf.init_scope(), graph.name_scope(name) as name:  # TF1 parity: as in _new_resource_variable
         if callable(initial_value):
             with _class_attr_scope(graph, name[:-1]):
                 initial_value = _call_initializer(graph, initial_value, dtype)

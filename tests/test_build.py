@@ -1,0 +1,695 @@
+"""``tf1_ema._build`` (fast shadows and updates) against TF1's own ``apply()``.
+
+Every model is built twice, in two fresh graphs: once with
+``tf.compat.v1.train.ExponentialMovingAverage.apply`` and once with
+``_build.apply`` on the same kind of object, whose fallback fails the test
+(the fast path must be taken). The two graphs must agree on everything that
+reaches a user: variable names and order, collections, the variable store,
+each shadow's ops (attributes, devices, colocation) and Python attributes,
+names given to later ops, initial values in every initialization order,
+values after updates (bit for bit) and checkpoints in both directions.
+"""
+
+import contextlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf1_ema import _build
+
+v1 = tf.compat.v1
+
+
+# ---------------------------------------------------------------------------
+# Harness
+# ---------------------------------------------------------------------------
+
+
+def _forbidden_fallback(primary):
+    raise AssertionError("fast path not taken for %s" % primary.name)
+
+
+def stock_apply(ema, var_list):
+    return ema.apply(var_list)
+
+
+def fast_apply(ema, var_list):
+    return _build.apply(ema, var_list, fallback=_forbidden_fallback)
+
+
+@contextlib.contextmanager
+def tf1_behaviour():
+    """v1 control flow and ref variables by default, as ``tf1-ema run`` sets them."""
+    cf_v2 = v1.control_flow_v2_enabled()
+    resource = v1.resource_variables_enabled()
+    v1.disable_control_flow_v2()
+    v1.disable_resource_variables()
+    try:
+        yield
+    finally:
+        if cf_v2:
+            v1.enable_control_flow_v2()
+        if resource:
+            v1.enable_resource_variables()
+
+
+@pytest.fixture(params=["tf2-graph", "tf1"])
+def mode(request):
+    """Each test runs in TF2 graph mode (resource variables, cond_v2) and in TF1 mode."""
+    if request.param == "tf1":
+        with tf1_behaviour():
+            yield request.param
+    else:
+        yield request.param
+
+
+def build(model, apply):
+    """Runs ``model(apply)`` in a fresh graph; returns (graph, whatever the model returns)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(7)
+        return graph, model(apply)
+
+
+def twin(model):
+    """The model built with TF1's apply and with the fast one: ((g_ref, r_ref), (g_fast, r_fast))."""
+    return build(model, stock_apply), build(model, fast_apply)
+
+
+def collections(graph):
+    keys = (v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.TRAINABLE_VARIABLES, v1.GraphKeys.MOVING_AVERAGE_VARIABLES)
+    return {k: [v.name for v in graph.get_collection(k)] for k in keys}
+
+
+def store_keys(graph):
+    with graph.as_default():
+        return sorted(_build._variable_store()._vars)  # pylint: disable=protected-access
+
+
+def shadows_of(graph):
+    """Every variable in GLOBAL_VARIABLES that TF1 would call a shadow or a debias variable."""
+    return [v for v in graph.get_collection(v1.GraphKeys.GLOBAL_VARIABLES) if v.trainable is False]
+
+
+def node(op, skip_inputs=()):
+    """An op as comparable data: type, inputs (by name), device, attributes."""
+    node_def = op.node_def
+    inputs = [i for n, i in enumerate(node_def.input) if n not in skip_inputs]
+    return (node_def.op, inputs, node_def.device, sorted((k, v.SerializeToString()) for k, v in node_def.attr.items()))
+
+
+def variable_ops(var):
+    """The ops ``Variable.__init__`` creates for ``var``, as comparable data (the assigned value aside)."""
+    ops = {"handle": node(var.op), "initializer": node(var.initializer, skip_inputs=(1,))}
+    if isinstance(var, _build._rv.ResourceVariable):  # pylint: disable=protected-access
+        ops["read"] = node(var._graph_element.op)  # pylint: disable=protected-access
+        ops["is_initialized"] = node(var._is_initialized_op.op)  # pylint: disable=protected-access
+    else:
+        ops["snapshot"] = node(var._snapshot.op)  # pylint: disable=protected-access
+    return ops
+
+
+def python_attributes(var):
+    """The variable object's attributes, tensors and ops by name, graph-specific keys left out.
+
+    The initial value is the conditional's output, which is named differently
+    on purpose; its dtype and shape are compared (its value elsewhere).
+    """
+    out = {}
+    for key, value in vars(var).items():
+        if key in ("_graph_key",):
+            continue
+        if key == "_initial_value":
+            value = (value.dtype, value.shape)
+        elif isinstance(value, (tf.Tensor, tf.Operation)):
+            value = (type(value).__name__, value.name)
+        out[key] = repr(value)
+    return out
+
+
+def assert_same_graph_state(ref, fast, variable_attributes=True):
+    """The two graphs agree on collections, store, and every shadow's ops and attributes."""
+    (g_ref, _), (g_fast, _) = ref, fast
+    assert collections(g_fast) == collections(g_ref)
+    assert store_keys(g_fast) == store_keys(g_ref)
+    for a, b in zip(shadows_of(g_ref), shadows_of(g_fast)):
+        assert type(b) is type(a)
+        assert (b.name, b.dtype, b.shape, b.trainable, b.device) == (a.name, a.dtype, a.shape, a.trainable, a.device)
+        assert b.op.colocation_groups() == a.op.colocation_groups()
+        assert variable_ops(b) == variable_ops(a)
+        if variable_attributes:
+            assert python_attributes(b) == python_attributes(a)
+
+
+def run(graph, fetch_fn):
+    with graph.as_default(), v1.Session(graph=graph) as sess:
+        return fetch_fn(sess)
+
+
+def assert_bits_equal(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        x, y = np.atleast_1d(x), np.atleast_1d(y)
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x.view(np.uint8), y.view(np.uint8))
+
+
+# ---------------------------------------------------------------------------
+# Models
+# ---------------------------------------------------------------------------
+
+
+def variable(name, shape=(2, 3), dtype=tf.float32, seed=1, **kwargs):
+    return v1.get_variable(
+        name, shape=shape, dtype=dtype, initializer=v1.random_normal_initializer(seed=seed), **kwargs
+    )
+
+
+def plain_model(apply):
+    w = variable("w")
+    b = variable("b", shape=(3,), seed=2)
+    ema = v1.train.ExponentialMovingAverage(0.9)
+    op = apply(ema, [w, b])
+    return {"primaries": [w, b], "ema": ema, "op": op}
+
+
+def _scopes(apply):
+    with v1.variable_scope("net"):
+        w = variable("w")
+        with v1.variable_scope("inner"):
+            w_1 = variable("w_1", seed=3)
+    w2 = variable("net_1/w", shape=(4,), seed=4)  # named like a uniquified scope
+    with v1.name_scope("ns"):
+        with v1.variable_scope("outer"):
+            ema = v1.train.ExponentialMovingAverage(0.8, name="ema.x")
+            op = apply(ema, [w, w_1, w2])
+    return {"primaries": [w, w_1, w2], "ema": ema, "op": op}
+
+
+def _two_emas_same_name(apply):
+    w = variable("w")
+    b = variable("b_1", shape=(3,), seed=2)
+    ema1 = v1.train.ExponentialMovingAverage(0.9)
+    ema2 = v1.train.ExponentialMovingAverage(0.5)
+    op1 = apply(ema1, [w, b])
+    op2 = apply(ema2, [b, w])
+    return {"primaries": [w, b], "ema": ema2, "op": v1.group(op1, op2), "emas": [ema1, ema2]}
+
+
+def _apply_twice(apply):
+    w = variable("w")
+    b = variable("b", shape=(3,), seed=2)
+    c = variable("c", shape=(), seed=3)
+    ema = v1.train.ExponentialMovingAverage(0.9)
+    op1 = apply(ema, [w, b, w])  # w twice: one shadow, two (racing) updates, as in TF1
+    op2 = apply(ema, [c, b])
+    return {"primaries": [w, b, c], "ema": ema, "ops": [apply(ema, [b, c]), op2]}
+
+
+def _names_already_taken(apply):
+    w = variable("w")
+    w_1 = variable("w_1", seed=2)
+    with v1.name_scope("w/ExponentialMovingAverage"):
+        tf.identity(1.0, name="x")  # the name scope is taken, the variable scope is not
+    v1.get_variable("x/ExponentialMovingAverage_1", shape=(2,))  # a taken name, not a taken scope
+    x = variable("x", shape=(2,), seed=3)
+    ema = v1.train.ExponentialMovingAverage(0.9)
+    op = apply(ema, [w, w_1, x])
+    return {"primaries": [w, w_1, x], "ema": ema, "op": op}
+
+
+def _mixed_dtypes(apply):
+    primaries = [
+        variable("h", dtype=tf.float16),
+        variable("bf", dtype=tf.bfloat16, seed=2),
+        variable("d", dtype=tf.float64, seed=3),
+        variable("f", shape=(5, 1, 2), seed=4),
+    ]
+    step = v1.train.get_or_create_global_step()
+    ema = v1.train.ExponentialMovingAverage(0.99, num_updates=step)
+    op = apply(ema, primaries)
+    return {"primaries": primaries, "ema": ema, "op": op, "step": step}
+
+
+def _tensors(apply):
+    w = variable("w")
+    d = variable("d", dtype=tf.float64, seed=2)
+    tensors = [tf.identity(w * 2.0, name="t"), tf.square(d, name="sq")]
+    ema = v1.train.ExponentialMovingAverage(0.9)
+    op = apply(ema, tensors + [w])
+    return {"primaries": tensors + [w], "ema": ema, "op": op}
+
+
+def _zero_debias(apply):
+    w = variable("w")
+    h = variable("h", dtype=tf.float16, seed=2)
+    tensors = [tf.identity(w * 2.0, name="t"), tf.identity(h, name="th")]
+    with v1.variable_scope("scope"):
+        ema = v1.train.ExponentialMovingAverage(0.9, zero_debias=True)
+        op1 = apply(ema, tensors + [w])
+        ema2 = v1.train.ExponentialMovingAverage(0.7, zero_debias=True)
+        op2 = apply(ema2, tensors[:1])  # shadow t/ExponentialMovingAverage_1, with biased/local_step of its own
+    return {"primaries": tensors + [w], "ema": ema, "op": v1.group(op1, op2)}
+
+
+def _dependent_initial_values(apply):
+    w = variable("w")
+    r = variable("r", seed=2, use_resource=True)  # a resource variable also in TF1 mode
+    # Under TF1 behaviour an initial value reading another variable is guarded
+    # against it being uninitialized, in the shadow's initializer too; with
+    # resource variables TF offers no such guard, so there it is a constant.
+    source = tf.ones(w.shape) if v1.resource_variables_enabled() else w.initialized_value()
+    u = v1.Variable(source * 2.0, name="u")
+    ema = v1.train.ExponentialMovingAverage(0.9)
+    op = apply(ema, [w, r, u])
+    return {"primaries": [w, r, u], "ema": ema, "op": op}
+
+
+MODELS = {
+    "dependent-initial-values": _dependent_initial_values,
+    "plain": plain_model,
+    "scopes": _scopes,
+    "two-emas-same-name": _two_emas_same_name,
+    "apply-twice": _apply_twice,
+    "names-taken": _names_already_taken,
+    "mixed-dtypes": _mixed_dtypes,
+    "tensors": _tensors,
+    "zero-debias": _zero_debias,
+}
+
+
+def _train(sess, result, steps=4):
+    """A few "training" assignments and EMA updates; returns every shadow's value after each."""
+    primaries = [p for p in result["primaries"] if isinstance(p, tf.Variable)]
+    bump = v1.group(*[p.assign(p * 1.25 + tf.cast(0.5, p.dtype)) for p in primaries])
+    step = result.get("step")
+    inc = v1.assign_add(step, 1) if step is not None else tf.no_op()
+    sess.run(v1.global_variables_initializer())
+    emas = result.get("emas", [result["ema"]])
+    shadows = [ema.average(p) for ema in emas for p in result["primaries"] if ema.average(p) is not None]
+    values = [sess.run(shadows)]
+    for _ in range(steps):
+        sess.run(bump)
+        for op in result.get("ops", [result.get("op")]):
+            sess.run(op)
+        sess.run(inc)
+        values.append(sess.run(shadows))
+    return [x for row in values for x in row]
+
+
+# ---------------------------------------------------------------------------
+# Names, collections, variables
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_graph_state_equals_tf1(mode, name):
+    """Shadow names and order, collections, variable store, shadow ops and attributes equal TF1's."""
+    assert_same_graph_state(*twin(MODELS[name]))
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_values_bit_for_bit(mode, name):
+    """Initial values and values after several updates equal TF1's bit for bit."""
+    (g_ref, r_ref), (g_fast, r_fast) = twin(MODELS[name])
+    assert_bits_equal(run(g_ref, lambda s: _train(s, r_ref)), run(g_fast, lambda s: _train(s, r_fast)))
+
+
+def test_update_op_and_average_names_equal_tf1(mode):
+    """The grouped update op keeps TF1's name, and average()/average_name() agree before and after apply."""
+
+    def model(apply):
+        result = _two_emas_same_name(apply)
+        late = variable("late", seed=9)
+        ema = result["emas"][0]
+        result["names"] = [result["op"].name] + [e.average_name(p) for e in result["emas"] for p in result["primaries"]]
+        result["names"].append(ema.average_name(late))
+        return result
+
+    (_, r_ref), (_, r_fast) = twin(model)
+    assert r_fast["names"] == r_ref["names"]
+
+
+def test_later_op_names_equal_tf1(mode):
+    """Ops created after apply() get the names they get after TF1's apply() (same names consumed)."""
+
+    def model(apply):
+        result = _scopes(apply)
+        names = []
+        with v1.name_scope("ns"):
+            names += [tf.identity(1.0, name=n).name for n in ("cond", "VarIsInitializedOp", "IsVariableInitialized")]
+        for n in ("ns/outer/net/w/ema.x", "outer/net/w/ema.x/Read", "ema.x", "cond", "Cast", "outer/net/w/ema.x"):
+            try:
+                names.append(tf.identity(1.0, name=n).name)
+            except ValueError as e:
+                names.append(str(e))
+        with v1.variable_scope("outer"):
+            names.append(v1.get_variable("net/w/ema.x_1", shape=[1]).name)
+        result["names"] = names
+        return result
+
+    (_, r_ref), (_, r_fast) = twin(model)
+    assert r_fast["names"] == r_ref["names"]
+
+
+def test_duplicate_node_name_raises_like_tf1(mode):
+    """An op already named like the shadow makes both raise TF1's duplicate-name ValueError."""
+
+    def model(apply):
+        w = variable("w")
+        tf.identity(1.0, name="w/ExponentialMovingAverage")
+        try:
+            apply(v1.train.ExponentialMovingAverage(0.9), [w])
+        except ValueError as e:
+            return str(e).splitlines()[0]
+        return "no error"
+
+    (_, r_ref), (_, r_fast) = twin(model)
+    assert r_fast == r_ref
+    assert "Duplicate node name" in r_ref
+
+
+def test_reentered_scope_raises_like_tf1(mode):
+    """A shadow name freed by a closed parent scope but taken in the store raises TF1's ValueError."""
+
+    def model(apply):
+        with v1.variable_scope("tower"):
+            w = variable("w")
+            apply(v1.train.ExponentialMovingAverage(0.9), [w])
+        with v1.variable_scope("tower"):
+            try:
+                apply(v1.train.ExponentialMovingAverage(0.9), [w])
+            except ValueError as e:
+                return str(e).splitlines()[0]
+        return "no error"
+
+    (_, r_ref), (_, r_fast) = twin(model)
+    assert r_fast == r_ref
+    assert "already exists" in r_ref
+
+
+def test_reuse_finds_fast_shadows_like_tf1(mode):
+    """get_variable(reuse=True) and a second tower's apply() in a reusing scope find the fast-path shadow."""
+
+    def model(apply):
+        with v1.variable_scope("tower"):
+            w = variable("w")
+            ema = v1.train.ExponentialMovingAverage(0.9)
+            apply(ema, [w])
+        with v1.variable_scope("tower", reuse=True):
+            ema2 = v1.train.ExponentialMovingAverage(0.9)
+            ema2.apply([w])  # TF1's code, in a reusing scope
+        with v1.variable_scope("tower/tower/w/ExponentialMovingAverage", reuse=True):
+            found = v1.get_variable("")
+        return [ema.average(w) is ema2.average(w), found is ema.average(w), found.name]
+
+    (_, r_ref), (_, r_fast) = twin(model)
+    assert r_fast == r_ref == [True, True, "tower/tower/w/ExponentialMovingAverage:0"]
+
+
+def test_bad_dtype_raises_after_earlier_shadows_like_tf1(mode):
+    """An integer variable raises TF1's TypeError, after the shadows of the variables before it exist."""
+
+    def model(apply):
+        w = variable("w")
+        n = v1.get_variable("n", shape=[2], dtype=tf.int32, initializer=v1.zeros_initializer())
+        b = variable("b", seed=2)
+        try:
+            apply(v1.train.ExponentialMovingAverage(0.9), [w, n, b])
+        except TypeError as e:
+            return str(e), [v.name for v in v1.global_variables()]
+        return None
+
+    (_, r_ref), (_, r_fast) = twin(model)
+    assert r_fast == r_ref
+    assert "w/ExponentialMovingAverage:0" in r_ref[1] and "b/ExponentialMovingAverage:0" not in r_ref[1]
+
+
+def test_colocation_and_devices_equal_tf1(mode):
+    """Shadows of variables pinned to a device, or created under a device scope, land where TF1 puts them."""
+
+    def model(apply):
+        with tf.device("/device:CPU:0"):
+            w = variable("w")
+        b = variable("b", seed=2)
+        with tf.device("/job:localhost/replica:0/task:0/device:CPU:0"):
+            op = apply(v1.train.ExponentialMovingAverage(0.9), [w, b, tf.identity(b, name="t")])
+        return {"op": op}
+
+    ref, fast = twin(model)
+    assert_same_graph_state(ref, fast)
+    assert ref[1]["op"].device == fast[1]["op"].device
+
+
+# ---------------------------------------------------------------------------
+# Initialization orders
+# ---------------------------------------------------------------------------
+
+
+def _initialized_then_assigned(apply):
+    """Variable initialized and assigned in a session that exists before apply()."""
+    w = variable("w")
+    b = variable("b", seed=2)
+    sess = v1.Session()
+    sess.run(v1.variables_initializer([w, b]))
+    sess.run(w.assign(tf.fill(w.shape, 7.0)))
+    ema = v1.train.ExponentialMovingAverage(0.9)
+    op = apply(ema, [w, b])
+    shadows = [ema.average(w), ema.average(b)]
+    before = sess.run(v1.report_uninitialized_variables())
+    sess.run(v1.variables_initializer(shadows))
+    values = sess.run(shadows)
+    sess.run(op)
+    values += sess.run(shadows)
+    sess.close()
+    return list(before), values
+
+
+def test_initialized_then_assigned_before_apply(mode):
+    """A variable initialized and changed before apply() hands its current value to the shadow, as in TF1."""
+    (_, (before_ref, ref)), (_, (before_fast, fast)) = twin(_initialized_then_assigned)
+    assert before_fast == before_ref
+    assert_bits_equal(fast, ref)
+    np.testing.assert_array_equal(fast[0], np.full((2, 3), 7.0, np.float32))
+
+
+def _initialization_orders(apply):
+    w = variable("w")
+    b = variable("b", seed=2)
+    c = variable("c", seed=3)
+    ema = v1.train.ExponentialMovingAverage(0.9)
+    apply(ema, [w, b, c])
+    shadows = [ema.average(p) for p in (w, b, c)]
+    out = []
+    with v1.Session() as sess:
+        # Mixed: w initialized and changed, b initialized, c not at all; only two shadows initialized.
+        sess.run(v1.variables_initializer([w, b]))
+        sess.run(w.assign_add(tf.ones_like(w)))
+        sess.run(v1.variables_initializer(shadows[:2]))
+        out += sess.run(shadows[:2])
+        out.append(sorted(sess.run(v1.report_uninitialized_variables())))
+        # The shadow of c, while c is still uninitialized: c's initial value.
+        sess.run(shadows[2].initializer)
+        out.append(sess.run(shadows[2]))
+        # Shadow initial values evaluated directly.
+        out += sess.run([s.initial_value for s in shadows])
+    with v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        out += sess.run(shadows)
+    return out
+
+
+def test_initialization_orders_equal_tf1(mode):
+    """Partial, per-shadow and global initialization give TF1's values and leave TF1's variables uninitialized."""
+    (_, ref), (_, fast) = twin(_initialization_orders)
+    assert fast[2] == ref[2]
+    assert_bits_equal(fast[:2] + fast[3:], ref[:2] + ref[3:])
+
+
+# ---------------------------------------------------------------------------
+# Checkpoints
+# ---------------------------------------------------------------------------
+
+
+def _checkpoint_model(apply):
+    result = _mixed_dtypes(apply)
+    result["saver"] = v1.train.Saver()
+    return result
+
+
+@pytest.mark.parametrize("direction", ["tf1-to-fast", "fast-to-tf1"])
+def test_checkpoint_round_trip(mode, tmp_path, direction):
+    """A checkpoint written by one graph restores every variable of the other, bit for bit."""
+    (g_ref, r_ref), (g_fast, r_fast) = twin(_checkpoint_model)
+    (g_src, r_src), (g_dst, r_dst) = ((g_ref, r_ref), (g_fast, r_fast))
+    if direction == "fast-to-tf1":
+        (g_src, r_src), (g_dst, r_dst) = (g_dst, r_dst), (g_src, r_src)
+    path = str(tmp_path / "ckpt")
+
+    def save(sess):
+        _train(sess, r_src, steps=2)
+        r_src["saver"].save(sess, path)
+        return sess.run(g_src.get_collection(v1.GraphKeys.GLOBAL_VARIABLES))
+
+    def restore(sess):
+        r_dst["saver"].restore(sess, path)
+        return sess.run(g_dst.get_collection(v1.GraphKeys.GLOBAL_VARIABLES))
+
+    saved = run(g_src, save)
+    assert_bits_equal(run(g_dst, restore), saved)
+
+
+def test_variables_to_restore_equals_tf1(mode):
+    """variables_to_restore() maps the same checkpoint names to the same variables."""
+
+    def model(apply):
+        result = _tensors(apply)
+        return sorted((k, v.name) for k, v in result["ema"].variables_to_restore().items())
+
+    (_, r_ref), (_, r_fast) = twin(model)
+    assert r_fast == r_ref
+
+
+# ---------------------------------------------------------------------------
+# When the fast path steps aside
+# ---------------------------------------------------------------------------
+
+
+def _fallback_calls(setup):
+    """The primaries create_shadows hands to its fallback inside ``setup`` (a context manager factory)."""
+    calls = []
+    with tf.Graph().as_default():
+        w = variable("w")
+        with setup():
+            with tf.init_scope():
+                _build.create_shadows([w], "ExponentialMovingAverage", fallback=lambda p: calls.append(p.name) or p)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "setup",
+    [
+        lambda: v1.variable_scope("s", reuse=True),
+        lambda: v1.variable_scope("s", reuse=v1.AUTO_REUSE),
+        lambda: v1.variable_scope("s", custom_getter=lambda getter, *a, **k: getter(*a, **k)),
+        lambda: v1.variable_scope("s", regularizer=lambda x: tf.reduce_sum(x)),
+        lambda: v1.variable_scope("s", caching_device="/cpu:0"),
+        lambda: tf.variable_creator_scope(lambda next_creator, **kwargs: next_creator(**kwargs)),
+    ],
+    ids=["reuse", "auto-reuse", "custom-getter", "regularizer", "caching-device", "variable-creator"],
+)
+def test_customized_scopes_fall_back(setup):
+    """A reusing or customized variable scope, or a variable creator, sends every primary to the fallback."""
+    assert _fallback_calls(setup) == ["w:0"]
+
+
+def test_plain_scope_takes_fast_path():
+    """In a plain scope nothing falls back."""
+    assert _fallback_calls(contextlib.nullcontext) == []
+
+
+def test_unusual_primaries_are_blocked():
+    """Partitioned parts, unknown shapes, foreign graphs and ref variables under v2 control flow are refused."""
+    with tf.Graph().as_default() as other:
+        foreign = variable("foreign")
+    with tf.Graph().as_default():
+        parts = v1.get_variable("p", shape=[4, 2], partitioner=v1.fixed_size_partitioner(2))
+        unknown = v1.placeholder(tf.float32, [None, 3])
+        ref = variable("r", use_resource=False)
+        fine = variable("fine")
+        assert _build.fast_path_blocker(list(parts)[0]) == "a partitioned variable"
+        assert _build.fast_path_blocker(unknown) == "a shape that is not fully defined"
+        assert _build.fast_path_blocker(foreign) == "the variable is in another graph"
+        assert _build.fast_path_blocker(fine) is None
+        expected = "a ref variable under control flow v2" if v1.control_flow_v2_enabled() else None
+        assert _build.fast_path_blocker(ref) == expected
+    assert other is not None
+
+
+def test_strategy_and_eager_are_blocked():
+    """A distribution strategy or eager execution blocks both shadows and updates."""
+    assert _build.scope_blocker() == "eager execution"
+    assert _build.update_blocker() == "eager execution"
+    with tf.Graph().as_default():
+        with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+            assert _build.scope_blocker() == "inside a distribution strategy"
+            assert _build.update_blocker() == "inside a distribution strategy"
+
+
+def test_fallback_keeps_order_and_names():
+    """Primaries the fast path refuses are created by the fallback at their turn, so names and order match TF1."""
+
+    def model(apply):
+        w = variable("w")
+        p = list(v1.get_variable("p", shape=[4, 2], partitioner=v1.fixed_size_partitioner(2)))
+        b = variable("b", seed=2)
+        ema = v1.train.ExponentialMovingAverage(0.9)
+        if apply is fast_apply:
+            from tensorflow.python.training import slot_creator  # TF1's own code as the fallback
+
+            def fallback(primary):
+                value = v1.cond(v1.is_variable_initialized(primary), primary.read_value, lambda: primary.initial_value)
+                return slot_creator.create_slot(primary, value, ema.name, copy_xla_sharding=True)
+
+            op = _build.apply(ema, [w] + p + [b], fallback=fallback)
+        else:
+            op = apply(ema, [w] + p + [b])
+        return {"primaries": [w] + p + [b], "ema": ema, "op": op}
+
+    ref, fast = twin(model)
+    assert collections(fast[0]) == collections(ref[0])
+    assert_bits_equal(run(fast[0], lambda s: _train(s, fast[1])), run(ref[0], lambda s: _train(s, ref[1])))
+
+
+def test_ops_built_without_wrappers_equal_generated_ones():
+    """_op builds the same NodeDef (defaults included) as the generated op wrapper."""
+    with tf.Graph().as_default() as g:
+        handle = _build._gen_rv.var_handle_op(dtype=tf.float16, shape=[2], shared_name="a", name="a")  # pylint: disable=protected-access
+        a = _build._gen_rv.assign_variable_op(handle, tf.zeros([2], tf.float16))  # pylint: disable=protected-access
+        b = _build._op(g, "AssignVariableOp", [handle, tf.zeros([2], tf.float16)], [], dtype=_build._type_attr(tf.float16))  # pylint: disable=protected-access
+        assert node(b, skip_inputs=(1,))[2:] == node(a, skip_inputs=(1,))[2:]
+        assert _build._read_op(g, handle, tf.float16).shape == [2]  # pylint: disable=protected-access
+
+
+def test_ref_tensor_of_a_variable_op_is_colocated_like_tf1():
+    """A tensor read straight from a VariableV2 op gets a zero shadow colocated with it, as in TF1."""
+
+    def model(apply):
+        w = variable("w", use_resource=False)
+        ema = v1.train.ExponentialMovingAverage(0.9, zero_debias=True)
+        op = apply(ema, [w.op.outputs[0]])
+        return {"primaries": [w.op.outputs[0]], "ema": ema, "op": op}
+
+    with tf1_behaviour():
+        ref, fast = twin(model)
+        assert_same_graph_state(ref, fast)
+        assert fast[1]["ema"].average(fast[1]["primaries"][0]).op.colocation_groups() == [b"loc:@w"]
+        assert_bits_equal(run(fast[0], lambda s: _train(s, fast[1])), run(ref[0], lambda s: _train(s, ref[1])))
+
+
+def test_wider_shadow_dtype_starts_from_the_cast_value(mode):
+    """With dtypes=, a float16 variable's float32 shadow starts from the cast current or initial value."""
+    from tensorflow.python.training import slot_creator  # TF1's own slot code, the reference here
+
+    def shadows(fast):
+        with tf.Graph().as_default() as g:
+            h = variable("h", dtype=tf.float16)
+            with tf.init_scope():
+                if fast:
+                    shadow = _build.create_shadows([h], "ema", _forbidden_fallback, dtypes=[tf.float32])[h.ref()]
+                else:
+                    with tf.device(h.device):
+                        value = v1.cond(v1.is_variable_initialized(h), h.read_value, lambda: h.initial_value)
+                        value = tf.cast(value, tf.float32)
+                    shadow = slot_creator.create_slot(h, value, "ema", copy_xla_sharding=True)
+            with v1.Session() as sess:
+                sess.run(h.initializer)
+                sess.run(h.assign(h * 3.0))
+                sess.run(shadow.initializer)
+                value = sess.run(shadow)
+            return (shadow.name, shadow.dtype, type(shadow), collections(g)), value
+
+    (meta_ref, ref), (meta_fast, fast) = shadows(False), shadows(True)
+    assert meta_fast == meta_ref
+    assert_bits_equal([fast], [ref])

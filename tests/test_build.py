@@ -102,6 +102,9 @@ def node(op, skip_inputs=()):
 def variable_ops(var):
     """The ops ``Variable.__init__`` creates for ``var``, as comparable data (the assigned value aside)."""
     ops = {"handle": node(var.op), "initializer": node(var.initializer, skip_inputs=(1,))}
+    initial_value = var._initial_value  # pylint: disable=protected-access  # the property needs a default graph
+    if initial_value.op.type in ("Const", "Fill"):  # zeros: of tensors' shadows and debias variables
+        ops["zeros"] = [node(op) for op in [initial_value.op] + [i.op for i in initial_value.op.inputs]]
     if isinstance(var, _build._rv.ResourceVariable):  # pylint: disable=protected-access
         ops["read"] = node(var._graph_element.op)  # pylint: disable=protected-access
         ops["is_initialized"] = node(var._is_initialized_op.op)  # pylint: disable=protected-access
@@ -235,7 +238,8 @@ def _mixed_dtypes(apply):
 def _tensors(apply):
     w = variable("w")
     d = variable("d", dtype=tf.float64, seed=2)
-    tensors = [tf.identity(w * 2.0, name="t"), tf.square(d, name="sq")]
+    big = variable("big", shape=(40, 30), seed=3)  # 1200 elements: tf.zeros uses Fill, not Const
+    tensors = [tf.identity(w * 2.0, name="t"), tf.square(d, name="sq"), tf.identity(big, name="tb")]
     ema = v1.train.ExponentialMovingAverage(0.9)
     op = apply(ema, tensors + [w])
     return {"primaries": tensors + [w], "ema": ema, "op": op}
@@ -244,7 +248,8 @@ def _tensors(apply):
 def _zero_debias(apply):
     w = variable("w")
     h = variable("h", dtype=tf.float16, seed=2)
-    tensors = [tf.identity(w * 2.0, name="t"), tf.identity(h, name="th")]
+    big = variable("big", shape=(40, 30), seed=3)
+    tensors = [tf.identity(w * 2.0, name="t"), tf.identity(h, name="th"), tf.identity(big, name="tb")]
     with v1.variable_scope("scope"):
         ema = v1.train.ExponentialMovingAverage(0.9, zero_debias=True)
         op1 = apply(ema, tensors + [w])
@@ -693,3 +698,32 @@ def test_wider_shadow_dtype_starts_from_the_cast_value(mode):
     (meta_ref, ref), (meta_fast, fast) = shadows(False), shadows(True)
     assert meta_fast == meta_ref
     assert_bits_equal([fast], [ref])
+
+
+def test_build_updates_equals_assign_moving_average(mode):
+    """build_updates with per-pair Python, float32 and float64 decays equals TF1's assign_moving_average."""
+    reference = tf.__internal__.train.assign_moving_average
+
+    def model(fast):
+        shadows = [variable("s%d" % i, dtype=dt, seed=i) for i, dt in enumerate((tf.float32, tf.float16, tf.float64))]
+        values = [variable("v%d" % i, dtype=s.dtype.base_dtype, seed=10 + i) for i, s in enumerate(shadows)]
+        decays = [0.999, tf.constant(0.9, tf.float32), tf.constant(0.75, tf.float64)]
+        if fast:
+            ops = _build.build_updates(shadows, values, decays)
+        else:
+            ops = [reference(s, v, d, zero_debias=False) for s, v, d in zip(shadows, values, decays)]
+        return {"op": v1.group(*ops), "shadows": shadows}
+
+    def values(graph, result):
+        def fetch(sess):
+            sess.run(v1.global_variables_initializer())
+            out = []
+            for _ in range(3):
+                sess.run(result["op"])
+                out += sess.run(result["shadows"])
+            return out
+
+        return run(graph, fetch)
+
+    ref, fast = build(lambda apply: model(False), None), build(lambda apply: model(True), None)
+    assert_bits_equal(values(*fast), values(*ref))

@@ -72,6 +72,7 @@ VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
 # each is pinned by tests/test_build.py against what TF1 itself builds.
 # ---------------------------------------------------------------------------
 
+from tensorflow.python.framework import op_callbacks as _op_callbacks  # noqa: E402
 from tensorflow.python.ops import gen_control_flow_ops as _gen_cf  # noqa: E402
 from tensorflow.python.ops import gen_math_ops as _gen_math  # noqa: E402
 from tensorflow.python.ops import gen_resource_variable_ops as _gen_rv  # noqa: E402
@@ -85,6 +86,11 @@ from tensorflow.python.ops import variables as _variables  # noqa: E402
 def _variable_store():
     """The graph's ``_VariableStore``: where ``get_variable`` records variables by name."""
     return _vs._get_default_variable_store()  # pylint: disable=protected-access
+
+
+def _op_callbacks_active() -> bool:
+    """True while op callbacks (tfdbg) are installed: they must see every op built."""
+    return _op_callbacks.should_invoke_op_callbacks()
 
 
 def _has_variable_creator(graph) -> bool:
@@ -106,6 +112,7 @@ def _sync_agg_trainable(name: str):
 
 @functools.lru_cache(maxsize=None)
 def _type_attr(dtype) -> attr_value_pb2.AttrValue:
+    """A ``type`` attribute value (cached: one proto per dtype is copied into each NodeDef)."""
     return attr_value_pb2.AttrValue(type=tf.as_dtype(dtype).as_datatype_enum)
 
 
@@ -123,6 +130,32 @@ def _op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optio
 def _read_op(graph, handle, dtype):
     """``ReadVariableOp(handle)``."""
     return _op(graph, "ReadVariableOp", [handle], [dtype], dtype=_type_attr(dtype)).outputs[0]
+
+
+@functools.lru_cache(maxsize=None)
+def _zeros_value(shape: Tuple[int, ...], dtype) -> attr_value_pb2.AttrValue:
+    """The ``value`` attribute of ``tf.zeros(shape, dtype)``'s ``Const``."""
+    return attr_value_pb2.AttrValue(tensor=tf.make_tensor_proto(0, dtype=dtype, shape=shape))
+
+
+def _zeros_initializer(graph, shape, dtype):
+    """get_variable's zeros initializer bound to ``shape`` and ``dtype``, as a no-argument callable.
+
+    It makes the ops ``tf.zeros(shape, dtype)`` makes; below TF's 1000-element
+    threshold that is one ``Const``, built here from a cached value.
+    """
+    shape = tuple(shape.as_list())
+    if tf.TensorShape(shape).num_elements() >= 1000 or _op_callbacks_active():
+        return functools.partial(_v1.zeros_initializer(), list(shape), dtype=dtype, partition_info=None)
+
+    def zeros():
+        with graph.name_scope("zeros") as name:
+            value = _op(graph, "Const", [], [dtype], name=name, value=_zeros_value(shape, dtype), dtype=_type_attr(dtype))
+        tensor = value.outputs[0]
+        tensor._is_zeros_tensor = True  # pylint: disable=protected-access  # TF1 parity: tf.zeros tags it
+        return tensor
+
+    return zeros
 
 
 def _class_attr_scope(graph, name: str):
@@ -270,6 +303,8 @@ def scope_blocker(graph=None) -> Optional[str]:
         return "inside a distribution strategy"
     if _has_variable_creator(graph):
         return "inside a variable creator scope"
+    if _op_callbacks_active():
+        return "op callbacks are active"
     scope = _v1.get_variable_scope()
     if scope.reuse:
         return "the variable scope reuses variables"
@@ -316,6 +351,7 @@ def fast_path_blocker(primary, graph=None) -> Optional[str]:
 
 
 _READ_IF_INITIALIZED: Dict[Any, Tuple[Any, Any]] = {}  # dtype -> (then, else) concrete functions
+_BRANCH_ATTRS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # graph -> {dtype: (then, else) attrs}
 
 
 def _read_if_initialized_branches(graph, dtype):
@@ -326,16 +362,19 @@ def _read_if_initialized_branches(graph, dtype):
     each graph, and shared by every ``If``, so a session instantiates them
     once however many shadows there are.
     """
-    if dtype not in _READ_IF_INITIALIZED:
-        spec = (tf.TensorSpec(None, tf.resource), tf.TensorSpec(None, dtype))
-        read = tf.function(lambda handle, initial_value: tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype))
-        keep = tf.function(lambda handle, initial_value: initial_value)
-        _READ_IF_INITIALIZED[dtype] = (read.get_concrete_function(*spec), keep.get_concrete_function(*spec))
-    branches = []
-    for function in _READ_IF_INITIALIZED[dtype]:
-        function.add_to_graph(graph)
-        branches.append(attr_value_pb2.AttrValue(func=attr_value_pb2.NameAttrList(name=function.name)))
-    return branches
+    in_graph = _BRANCH_ATTRS.setdefault(graph, {})
+    if dtype not in in_graph:
+        if dtype not in _READ_IF_INITIALIZED:
+            spec = (tf.TensorSpec(None, tf.resource), tf.TensorSpec(None, dtype))
+            read = tf.function(lambda handle, initial_value: tf.raw_ops.ReadVariableOp(resource=handle, dtype=dtype))
+            keep = tf.function(lambda handle, initial_value: initial_value)
+            _READ_IF_INITIALIZED[dtype] = (read.get_concrete_function(*spec), keep.get_concrete_function(*spec))
+        attrs = []
+        for function in _READ_IF_INITIALIZED[dtype]:
+            function.add_to_graph(graph)
+            attrs.append(attr_value_pb2.AttrValue(func=attr_value_pb2.NameAttrList(name=function.name)))
+        in_graph[dtype] = tuple(attrs)
+    return in_graph[dtype]
 
 
 def _initialized_value(graph, var, ema_name: str):
@@ -430,8 +469,7 @@ def _shadow_of_tensor(graph, tensor, ema_name: str, dtype):
     use_resource = _v1.get_variable_scope().use_resource
     if use_resource is None:
         use_resource = _v1.resource_variables_enabled()
-    # TF1 parity: get_variable binds its zeros initializer to the shape this way.
-    initial_value = functools.partial(_v1.zeros_initializer(), shape.as_list(), dtype=dtype, partition_info=None)
+    initial_value = _zeros_initializer(graph, shape, dtype)
     colocate = tensor.op.type in VARIABLE_OP_TYPES
     tf1_kwargs = dict(initializer=_v1.zeros_initializer(), shape=shape, dtype=dtype, trainable=False, validate_shape=True)
     return _create_shadow(graph, tensor, ema_name, colocate, initial_value, dtype, use_resource, tf1_kwargs)
@@ -494,12 +532,15 @@ def update_blocker() -> Optional[str]:
         return "building a function"
     if tf.distribute.has_strategy():
         return "inside a distribution strategy"
+    if _op_callbacks_active():
+        return "op callbacks are active"
     return None
 
 
 def _read(graph, variable):
     """``variable.value()`` in graph mode: a new read of a resource variable, a ref variable's snapshot."""
-    if type(variable) is _rv.ResourceVariable and variable._caching_device is None:  # pylint: disable=protected-access
+    plain = type(variable) is _rv.ResourceVariable
+    if plain and variable._caching_device is None and variable._xla_sharding is None:  # pylint: disable=protected-access
         # TF1 parity: value() reads outside any colocation, like this.
         with graph.colocate_with(None, ignore_existing=True):
             value = _read_op(graph, variable.handle, variable.dtype.base_dtype)
@@ -515,7 +556,7 @@ def _read_after(graph, variable, update):
     if isinstance(update, tf.Tensor):  # a ref variable's assign returns the new value
         return update
     with graph.control_dependencies([update]):
-        return _gen_rv.read_variable_op(variable.handle, variable.dtype)
+        return _read_op(graph, variable.handle, variable.dtype.base_dtype)
 
 
 def _plain_scope(scope, graph) -> bool:
@@ -565,8 +606,7 @@ class _Debiaser:
             if use_resource is None:
                 use_resource = _v1.resource_variables_enabled()
             new_variable = _new_resource_variable if use_resource else _new_ref_variable
-            # TF1 parity: get_variable binds its zeros initializer to the shape this way.
-            initial_value = functools.partial(_v1.zeros_initializer(), shape.as_list(), dtype=dtype, partition_info=None)
+            initial_value = _zeros_initializer(self._graph, shape, dtype)
             with self._graph.name_scope(None):
                 variable = new_variable(self._graph, full_name, initial_value, dtype)
             store._vars[full_name] = variable  # pylint: disable=protected-access
@@ -589,7 +629,7 @@ def build_updates(shadows: Sequence, values: Sequence, decay, zero_debias: Seque
     Each pair gets, in a name scope ``AssignMovingAvg`` (made unique, as TF1
     makes it) under the current one,
 
-        one_minus_decay = cast(1 - decay, shadow.dtype)    # computed once per dtype
+        one_minus_decay = cast(1 - decay, shadow.dtype)  # once per decay and dtype
         shadow         -= (shadow - value) * one_minus_decay
 
     or, where ``zero_debias`` says so, TF1's debiased update through new
@@ -601,29 +641,36 @@ def build_updates(shadows: Sequence, values: Sequence, decay, zero_debias: Seque
     Args:
       shadows: the shadow variables.
       values: the new value of each shadow's primary (variable or tensor).
-      decay: the scalar float32 decay tensor.
+      decay: the decay (a float or scalar float tensor, as given to TF1's
+        function), or a sequence of them, one per pair.
       zero_debias: per pair, whether to debias (default: none).
 
     Returns:
       One op per pair, in order; group them to get TF1's update op.
     """
     graph = _v1.get_default_graph()
+    decays = list(decay) if isinstance(decay, (list, tuple)) else [decay] * len(shadows)
     zero_debias = list(zero_debias) or [False] * len(shadows)
-    one_minus_decay = {}
+    one_minus_decay = {}  # (decay, dtype) -> tensor
+    ones = {}  # dtype -> constant 1, for debiasing
     debiaser = None
     updates = []
-    for shadow, value, debias in zip(shadows, values, zero_debias):
+    for shadow, value, decay, debias in zip(shadows, values, decays, zero_debias):
         dtype = shadow.dtype.base_dtype
-        if dtype not in one_minus_decay:
-            # TF1 parity: 1 - decay in float32, only then cast.
-            one_minus_decay[dtype] = 1.0 - decay
-            if dtype != tf.float32:
-                one_minus_decay[dtype] = tf.cast(one_minus_decay[dtype], dtype)
-        k = one_minus_decay[dtype]
+        key = decay.ref() if isinstance(decay, tf.Tensor) else decay
+        if (key, None) not in one_minus_decay:
+            # TF1 parity: 1 - decay in decay's dtype (float32 for a Python float), only then cast.
+            one_minus_decay[key, None] = tf.convert_to_tensor(1.0 - decay)
+        if (key, dtype) not in one_minus_decay:
+            base = one_minus_decay[key, None]
+            one_minus_decay[key, dtype] = base if base.dtype == dtype else tf.cast(base, dtype)
+        k = one_minus_decay[key, dtype]
         with graph.name_scope("AssignMovingAvg") as scope:
             if debias:
                 debiaser = debiaser or _Debiaser(graph)
-                updates.append(_debiased_update(graph, debiaser, shadow, value, k, scope))
+                if dtype not in ones:
+                    ones[dtype] = tf.constant(1, dtype=dtype)
+                updates.append(_debiased_update(graph, debiaser, shadow, value, k, ones[dtype], scope))
                 continue
             if isinstance(shadow, _ref_variable.RefVariable):
                 delta = _gen_math.mul(_gen_math.sub(_read(graph, shadow), _read(graph, value)), k)
@@ -636,25 +683,42 @@ def build_updates(shadows: Sequence, values: Sequence, decay, zero_debias: Seque
     return updates
 
 
-def _debiased_update(graph, debiaser, shadow, value, k, scope: str):
-    """TF1's ``_zero_debias``: biased -= (biased - value) * k; step += 1; shadow = biased / (1 - (1 - k) ** step)."""
+def _debiased_update(graph, debiaser, shadow, value, k, one, scope: str):
+    """TF1's ``_zero_debias``: biased -= (biased - value) * k; step += 1; shadow = biased / (1 - (1 - k) ** step).
+
+    ``one`` is a constant 1 of the shadow's dtype, shared: TF1's three
+    constants here (``assign_add(1)``, ``1.0 - k``, ``1 - pow``) all hold it.
+    """
     biased, local_step = debiaser.create(shadow, value, k)
-    delta = _gen_math.mul(_gen_math.sub(_read(graph, biased), _read(graph, value)), k)
-    if isinstance(biased, _ref_variable.RefVariable):
-        biased_update = _gen_state.assign_sub(biased, delta)
-    else:
-        biased_update = _gen_rv.assign_sub_variable_op(biased.handle, delta)
-    one = tf.constant(1, dtype=local_step.dtype.base_dtype)
-    if isinstance(local_step, _ref_variable.RefVariable):
-        step_update = _gen_state.assign_add(local_step, one)
-    else:
-        step_update = _gen_rv.assign_add_variable_op(local_step.handle, one)
-    decay = _gen_math.sub(tf.constant(1.0, dtype=k.dtype), k)
-    bias_factor = _gen_math.sub(tf.constant(1, dtype=k.dtype), _gen_math._pow(decay, _read_after(graph, local_step, step_update)))
-    unbiased = _gen_math.real_div(_read_after(graph, biased, biased_update), bias_factor)
-    if isinstance(shadow, _ref_variable.RefVariable):
-        return _gen_state.assign(shadow, unbiased, name=scope).op
-    return _gen_rv.assign_variable_op(shadow.handle, unbiased, name=scope)
+    if any(isinstance(v, _ref_variable.RefVariable) for v in (shadow, biased, local_step)):
+        delta = _gen_math.mul(_gen_math.sub(_read(graph, biased), _read(graph, value)), k)
+        if isinstance(biased, _ref_variable.RefVariable):
+            biased_update = _gen_state.assign_sub(biased, delta)
+        else:
+            biased_update = _gen_rv.assign_sub_variable_op(biased.handle, delta)
+        if isinstance(local_step, _ref_variable.RefVariable):
+            step_update = _gen_state.assign_add(local_step, one)
+        else:
+            step_update = _gen_rv.assign_add_variable_op(local_step.handle, one)
+        step = _read_after(graph, local_step, step_update)
+        bias_factor = _gen_math.sub(one, _gen_math._pow(_gen_math.sub(one, k), step))
+        unbiased = _gen_math.real_div(_read_after(graph, biased, biased_update), bias_factor)
+        if isinstance(shadow, _ref_variable.RefVariable):
+            return _gen_state.assign(shadow, unbiased, name=scope).op
+        return _gen_rv.assign_variable_op(shadow.handle, unbiased, name=scope)
+    dtype = shadow.dtype.base_dtype
+    t = _type_attr(dtype)
+
+    def binary(op_type, x, y):
+        return _op(graph, op_type, [x, y], [dtype], T=t).outputs[0]
+
+    delta = binary("Mul", binary("Sub", _read(graph, biased), _read(graph, value)), k)
+    biased_update = _op(graph, "AssignSubVariableOp", [biased.handle, delta], [], dtype=t)
+    step_update = _op(graph, "AssignAddVariableOp", [local_step.handle, one], [], dtype=t)
+    step = _read_after(graph, local_step, step_update)
+    bias_factor = binary("Sub", one, binary("Pow", binary("Sub", one, k), step))
+    unbiased = binary("RealDiv", _read_after(graph, biased, biased_update), bias_factor)
+    return _op(graph, "AssignVariableOp", [shadow.handle, unbiased], [], name=scope, dtype=t)
 
 
 # ---------------------------------------------------------------------------
@@ -680,7 +744,11 @@ def apply(ema, var_list=None, fallback: Optional[Callable[[Any], Any]] = None):
     Raises:
       TypeError: for a primary that is not half, bfloat16, float or double,
         after creating the shadows of the primaries before it, as TF1 does.
+      RuntimeError: when ``update_blocker()`` is not None.
     """
+    blocked = update_blocker()
+    if blocked:
+        raise RuntimeError("tf1_ema internal error: _build.apply needs graph mode (%s)" % blocked)
     if var_list is None:
         var_list = _v1.trainable_variables()
     var_list = list(var_list)

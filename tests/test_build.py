@@ -657,12 +657,13 @@ def test_ops_built_without_wrappers_equal_generated_ones():
         assert _build._read_op(g, handle, tf.float16).shape == [2]  # pylint: disable=protected-access
 
 
-def test_ref_tensor_of_a_variable_op_is_colocated_like_tf1():
+@pytest.mark.parametrize("zero_debias", [False, True])
+def test_ref_tensor_of_a_variable_op_is_colocated_like_tf1(zero_debias):
     """A tensor read straight from a VariableV2 op gets a zero shadow colocated with it, as in TF1."""
 
     def model(apply):
         w = variable("w", use_resource=False)
-        ema = v1.train.ExponentialMovingAverage(0.9, zero_debias=True)
+        ema = v1.train.ExponentialMovingAverage(0.9, zero_debias=zero_debias)
         op = apply(ema, [w.op.outputs[0]])
         return {"primaries": [w.op.outputs[0]], "ema": ema, "op": op}
 

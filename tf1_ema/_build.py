@@ -127,6 +127,24 @@ def _op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optio
     return graph._create_op_internal(op_type, list(inputs), list(out_dtypes), name=name, attrs=attrs)  # pylint: disable=protected-access
 
 
+def _ref_op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optional[str] = None, **attrs):
+    """``_op`` for an op whose first input is a ref: colocated with it and typed as a ref, as the wrapper does."""
+    ref = inputs[0]
+    input_types = [ref.dtype] + [t.dtype.base_dtype for t in inputs[1:]]
+    with graph.colocate_with(ref.op):
+        return graph._create_op_internal(  # pylint: disable=protected-access
+            op_type, list(inputs), list(out_dtypes), input_types=input_types, name=name, attrs=attrs
+        )
+
+
+def _identity(graph, tensor, name: str):
+    """``tf.identity(tensor, name)``; a ref tensor is read (dereferenced)."""
+    dtype = tensor.dtype.base_dtype
+    return graph._create_op_internal(  # pylint: disable=protected-access
+        "Identity", [tensor], [dtype], input_types=[dtype], name=name, attrs={"T": _type_attr(dtype)}
+    ).outputs[0]
+
+
 def _read_op(graph, handle, dtype):
     """``ReadVariableOp(handle)``."""
     return _op(graph, "ReadVariableOp", [handle], [dtype], dtype=_type_attr(dtype)).outputs[0]
@@ -252,19 +270,36 @@ def _new_ref_variable(graph, name: str, initial_value, dtype):
     variable._synchronization = synchronization
     variable._aggregation = aggregation
     variable._trainable = trainable
+    t = _type_attr(dtype)
+
+    def variable_op():
+        return _op(
+            graph,
+            "VariableV2",
+            [],
+            [dtype._as_ref],  # pylint: disable=protected-access
+            name=name,
+            shape=attr_value_pb2.AttrValue(shape=initial_value.shape.as_proto()),
+            dtype=t,
+            container=attr_value_pb2.AttrValue(s=b""),
+            shared_name=attr_value_pb2.AttrValue(s=b""),
+        ).outputs[0]
+
     with tf.init_scope(), graph.name_scope(name) as name:  # TF1 parity: as in _new_resource_variable
         if callable(initial_value):
             with _class_attr_scope(graph, name[:-1]):
                 initial_value = _call_initializer(graph, initial_value, dtype)
-                ref = _gen_state.variable_v2(shape=initial_value.shape, dtype=dtype, name=name, container="", shared_name="")
+                ref = variable_op()
         else:
-            ref = _gen_state.variable_v2(shape=initial_value.shape, dtype=dtype, name=name, container="", shared_name="")
+            ref = variable_op()
         variable._initial_value = initial_value
         variable._variable = ref
         variable._name = ref.name
-        variable._initializer_op = _gen_state.assign(ref, initial_value, validate_shape=True).op
+        variable._initializer_op = _ref_op(
+            graph, "Assign", [ref, initial_value], [ref.dtype], T=t, validate_shape=attr_value_pb2.AttrValue(b=True)
+        )
         with graph.colocate_with(ref.op):
-            variable._snapshot = tf.identity(ref, name="read")
+            variable._snapshot = _identity(graph, ref, "read")
     graph.add_to_collections([_v1.GraphKeys.GLOBAL_VARIABLES], variable)
     variable._caching_device = None
     variable._save_slice_info = None
@@ -397,15 +432,18 @@ def _initialized_value(graph, var, ema_name: str):
         # values (a v2 If stops that walk). The walk's rewrite of the branch
         # that reads `var` itself changes no value, so only this one is kept.
         initial_value = _guard_uninitialized(var._shared_name + "/" + ema_name + "/", initial_value)  # pylint: disable=protected-access
-    if isinstance(var, _ref_variable.RefVariable):
-        with graph.device(var.device):
-            initialized = _gen_state.is_variable_initialized(var)
-            with graph.name_scope("cond"):
-                _, ref_if_initialized = _gen_cf.ref_switch(var, initialized)
-                value_if_initialized = tf.identity(ref_if_initialized, name="read")
-                initial_if_not, _ = _gen_cf.switch(initial_value, initialized)
-                return _gen_cf.merge([initial_if_not, value_if_initialized]).output
     dtype = var.dtype.base_dtype
+    t = _type_attr(dtype)
+    if isinstance(var, _ref_variable.RefVariable):
+        ref = var._ref()  # pylint: disable=protected-access
+        with graph.device(var.device):
+            initialized = _ref_op(graph, "IsVariableInitialized", [ref], [tf.bool], dtype=t).outputs[0]
+            with graph.name_scope("cond"):
+                ref_switch = _ref_op(graph, "RefSwitch", [ref, initialized], [ref.dtype, ref.dtype], T=t)
+                value_if_initialized = _identity(graph, ref_switch.outputs[1], "read")
+                switch = _op(graph, "Switch", [initial_value, initialized], [dtype, dtype], T=t)
+                merge = _op(graph, "Merge", [switch.outputs[0], value_if_initialized], [dtype, tf.int32], T=t, N=attr_value_pb2.AttrValue(i=2))
+                return merge.outputs[0]
     then_branch, else_branch = _read_if_initialized_branches(graph, dtype)
     # Colocated with the variable: the branch reads it where it lives.
     with graph.colocate_with(var.op):
@@ -672,13 +710,13 @@ def build_updates(shadows: Sequence, values: Sequence, decay, zero_debias: Seque
                     ones[dtype] = tf.constant(1, dtype=dtype)
                 updates.append(_debiased_update(graph, debiaser, shadow, value, k, ones[dtype], scope))
                 continue
+            t = _type_attr(dtype)
+            diff = _op(graph, "Sub", [_read(graph, shadow), _read(graph, value)], [dtype], T=t).outputs[0]
+            delta = _op(graph, "Mul", [diff, k], [dtype], T=t).outputs[0]
             if isinstance(shadow, _ref_variable.RefVariable):
-                delta = _gen_math.mul(_gen_math.sub(_read(graph, shadow), _read(graph, value)), k)
-                updates.append(_gen_state.assign_sub(shadow, delta, name=scope).op)
+                ref = shadow._ref()  # pylint: disable=protected-access
+                updates.append(_ref_op(graph, "AssignSub", [ref, delta], [ref.dtype], name=scope, T=t))
             else:
-                t = _type_attr(dtype)
-                diff = _op(graph, "Sub", [_read(graph, shadow), _read(graph, value)], [dtype], T=t).outputs[0]
-                delta = _op(graph, "Mul", [diff, k], [dtype], T=t).outputs[0]
                 updates.append(_op(graph, "AssignSubVariableOp", [shadow.handle, delta], [], dtype=t))
     return updates
 

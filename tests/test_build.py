@@ -649,12 +649,14 @@ def test_fallback_keeps_order_and_names():
 
 def test_ops_built_without_wrappers_equal_generated_ones():
     """_op builds the same NodeDef (defaults included) as the generated op wrapper."""
+    # pylint: disable=protected-access
     with tf.Graph().as_default() as g:
-        handle = _build._gen_rv.var_handle_op(dtype=tf.float16, shape=[2], shared_name="a", name="a")  # pylint: disable=protected-access
-        a = _build._gen_rv.assign_variable_op(handle, tf.zeros([2], tf.float16))  # pylint: disable=protected-access
-        b = _build._op(g, "AssignVariableOp", [handle, tf.zeros([2], tf.float16)], [], dtype=_build._type_attr(tf.float16))  # pylint: disable=protected-access
-        assert node(b, skip_inputs=(1,))[2:] == node(a, skip_inputs=(1,))[2:]
-        assert _build._read_op(g, handle, tf.float16).shape == [2]  # pylint: disable=protected-access
+        handle = tf.raw_ops.VarHandleOp(dtype=tf.float16, shape=[2], shared_name="a", name="a")
+        zeros = tf.zeros([2], tf.float16)
+        a = tf.raw_ops.AssignVariableOp(resource=handle, value=zeros)
+        b = _build._op(g, "AssignVariableOp", [handle, zeros], [], dtype=_build._type_attr(tf.float16))
+        assert node(b)[1:] == node(a)[1:]
+        assert _build._read_op(g, handle, tf.float16).shape == [2]
 
 
 @pytest.mark.parametrize("zero_debias", [False, True])

@@ -73,7 +73,6 @@ VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
 # ---------------------------------------------------------------------------
 
 from tensorflow.python.framework import op_callbacks as _op_callbacks  # noqa: E402
-from tensorflow.python.ops import gen_control_flow_ops as _gen_cf  # noqa: E402
 from tensorflow.python.ops import gen_math_ops as _gen_math  # noqa: E402
 from tensorflow.python.ops import gen_resource_variable_ops as _gen_rv  # noqa: E402
 from tensorflow.python.ops import gen_state_ops as _gen_state  # noqa: E402
@@ -116,6 +115,17 @@ def _type_attr(dtype) -> attr_value_pb2.AttrValue:
     return attr_value_pb2.AttrValue(type=tf.as_dtype(dtype).as_datatype_enum)
 
 
+def _attr(**value) -> attr_value_pb2.AttrValue:
+    """An attribute value: ``_attr(b=True)``, ``_attr(s=b"x")``, ``_attr(types=[...])``, ``_attr(shapes=[...])``."""
+    if "types" in value:
+        types = [tf.as_dtype(t).as_datatype_enum for t in value["types"]]
+        return attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(type=types))
+    if "shapes" in value:
+        shapes = [tf.TensorShape(x).as_proto() for x in value["shapes"]]
+        return attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(shape=shapes))
+    return attr_value_pb2.AttrValue(**value)
+
+
 def _op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optional[str] = None, **attrs):
     """Creates an op the way its generated wrapper would, without ``op_def_library``.
 
@@ -124,7 +134,8 @@ def _op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optio
     (name scopes, control dependencies, devices and colocation are the
     graph's, and the C API adds default attributes).
     """
-    return graph._create_op_internal(op_type, list(inputs), list(out_dtypes), name=name, attrs=attrs)  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    return graph._create_op_internal(op_type, list(inputs), list(out_dtypes), name=name, attrs=attrs)
 
 
 def _ref_op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optional[str] = None, **attrs):
@@ -162,13 +173,13 @@ def _zeros_initializer(graph, shape, dtype):
     It makes the ops ``tf.zeros(shape, dtype)`` makes; below TF's 1000-element
     threshold that is one ``Const``, built here from a cached value.
     """
-    shape = tuple(shape.as_list())
+    shape, t = tuple(shape.as_list()), _type_attr(dtype)
     if tf.TensorShape(shape).num_elements() >= 1000 or _op_callbacks_active():
         return functools.partial(_v1.zeros_initializer(), list(shape), dtype=dtype, partition_info=None)
 
     def zeros():
         with graph.name_scope("zeros") as name:
-            value = _op(graph, "Const", [], [dtype], name=name, value=_zeros_value(shape, dtype), dtype=_type_attr(dtype))
+            value = _op(graph, "Const", [], [dtype], name=name, value=_zeros_value(shape, dtype), dtype=t)
         tensor = value.outputs[0]
         tensor._is_zeros_tensor = True  # pylint: disable=protected-access  # TF1 parity: tf.zeros tags it
         return tensor
@@ -194,12 +205,14 @@ def _new_resource_variable(graph, name: str, initial_value, dtype):
     """A ``ResourceVariable`` exactly as ``Variable.__init__(initial_value, name=name)`` makes it.
 
     ``name`` is the ``name`` argument (``"a/b/"`` is taken as is, ``"a/b"``
-    made unique), ``initial_value`` a tensor or a callable. The ops, their names, devices and colocation are those of
-    ``ResourceVariable._init_from_args``; only its Python overhead is skipped,
-    and its guard against uninitialized dependencies, which the callers apply
-    where it can change a value (see ``_initialized_value``).
+    made unique), ``initial_value`` a tensor or a callable. The ops, their
+    names, devices and colocation are those of ``ResourceVariable.
+    _init_from_args``; only its Python overhead is skipped, and its guard
+    against uninitialized dependencies, which the callers apply where it can
+    change a value (see ``_initialized_value``).
     """
     container = graph._container or ""  # pylint: disable=protected-access
+    t = _type_attr(dtype)
     # TF1 parity: Variable.__init__ lifts into init_scope, which also restores
     # the device scope that an enclosing colocate_with cleared.
     with tf.init_scope(), graph.name_scope(name) as name:
@@ -213,18 +226,17 @@ def _new_resource_variable(graph, name: str, initial_value, dtype):
                 [],
                 [tf.resource],
                 name=name,
-                dtype=_type_attr(dtype),
-                shape=attr_value_pb2.AttrValue(shape=shape.as_proto()),
-                shared_name=attr_value_pb2.AttrValue(s=handle_name.encode()),
-                debug_name=attr_value_pb2.AttrValue(s=name.encode()),
-                container=attr_value_pb2.AttrValue(s=container.encode()),
+                dtype=t,
+                shape=_attr(shape=shape.as_proto()),
+                shared_name=_attr(s=handle_name.encode()),
+                debug_name=_attr(s=name.encode()),
+                container=_attr(s=container.encode()),
             ).outputs[0]
         with graph.name_scope("IsInitialized"):
             is_initialized = _op(graph, "VarIsInitializedOp", [handle], [tf.bool]).outputs[0]
-        with graph.name_scope("Assign") as assign_name, graph.colocate_with(None, ignore_existing=True), graph.device(
-            handle.device
-        ):
-            initializer = _op(graph, "AssignVariableOp", [handle, initial_value], [], name=assign_name, dtype=_type_attr(dtype))
+        no_colocation = graph.colocate_with(None, ignore_existing=True)
+        with graph.name_scope("Assign") as assign_name, no_colocation, graph.device(handle.device):
+            initializer = _op(graph, "AssignVariableOp", [handle, initial_value], [], name=assign_name, dtype=t)
         with graph.name_scope("Read"), graph.device(handle.device):
             read = _read_op(graph, handle, dtype)
     variable = object.__new__(_rv.ResourceVariable)
@@ -279,10 +291,10 @@ def _new_ref_variable(graph, name: str, initial_value, dtype):
             [],
             [dtype._as_ref],  # pylint: disable=protected-access
             name=name,
-            shape=attr_value_pb2.AttrValue(shape=initial_value.shape.as_proto()),
+            shape=_attr(shape=initial_value.shape.as_proto()),
             dtype=t,
-            container=attr_value_pb2.AttrValue(s=b""),
-            shared_name=attr_value_pb2.AttrValue(s=b""),
+            container=_attr(s=b""),
+            shared_name=_attr(s=b""),
         ).outputs[0]
 
     with tf.init_scope(), graph.name_scope(name) as name:  # TF1 parity: as in _new_resource_variable
@@ -296,7 +308,7 @@ def _new_ref_variable(graph, name: str, initial_value, dtype):
         variable._variable = ref
         variable._name = ref.name
         variable._initializer_op = _ref_op(
-            graph, "Assign", [ref, initial_value], [ref.dtype], T=t, validate_shape=attr_value_pb2.AttrValue(b=True)
+            graph, "Assign", [ref, initial_value], [ref.dtype], T=t, validate_shape=_attr(b=True)
         )
         with graph.colocate_with(ref.op):
             variable._snapshot = _identity(graph, ref, "read")
@@ -431,7 +443,8 @@ def _initialized_value(graph, var, ema_name: str):
         # value and reads other ref variables there through their initialized
         # values (a v2 If stops that walk). The walk's rewrite of the branch
         # that reads `var` itself changes no value, so only this one is kept.
-        initial_value = _guard_uninitialized(var._shared_name + "/" + ema_name + "/", initial_value)  # pylint: disable=protected-access
+        # pylint: disable-next=protected-access
+        initial_value = _guard_uninitialized(var._shared_name + "/" + ema_name + "/", initial_value)
     dtype = var.dtype.base_dtype
     t = _type_attr(dtype)
     if isinstance(var, _ref_variable.RefVariable):
@@ -442,7 +455,8 @@ def _initialized_value(graph, var, ema_name: str):
                 ref_switch = _ref_op(graph, "RefSwitch", [ref, initialized], [ref.dtype, ref.dtype], T=t)
                 value_if_initialized = _identity(graph, ref_switch.outputs[1], "read")
                 switch = _op(graph, "Switch", [initial_value, initialized], [dtype, dtype], T=t)
-                merge = _op(graph, "Merge", [switch.outputs[0], value_if_initialized], [dtype, tf.int32], T=t, N=attr_value_pb2.AttrValue(i=2))
+                inputs = [switch.outputs[0], value_if_initialized]
+                merge = _op(graph, "Merge", inputs, [dtype, tf.int32], T=t, N=_attr(i=2))
                 return merge.outputs[0]
     then_branch, else_branch = _read_if_initialized_branches(graph, dtype)
     # Colocated with the variable: the branch reads it where it lives.
@@ -455,11 +469,11 @@ def _initialized_value(graph, var, ema_name: str):
             [dtype],
             name="cond",
             Tcond=_type_attr(tf.bool),
-            Tin=attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(type=[tf.resource.as_datatype_enum, dtype.as_datatype_enum])),
-            Tout=attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(type=[dtype.as_datatype_enum])),
+            Tin=_attr(types=[tf.resource, dtype]),
+            Tout=_attr(types=[dtype]),
             then_branch=then_branch,
             else_branch=else_branch,
-            output_shapes=attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(shape=[var.get_shape().as_proto()])),
+            output_shapes=_attr(shapes=[var.get_shape()]),
         )
     return if_op.outputs[0]
 
@@ -470,7 +484,8 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
     ``initial_value`` is a tensor or a bound callable; ``tf1_kwargs`` are the
     arguments TF1's slot creator gives ``get_variable("")``.
     """
-    prefix = primary._shared_name if isinstance(primary, tf.Variable) else primary.op.name  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    prefix = primary._shared_name if isinstance(primary, tf.Variable) else primary.op.name
     with _v1.variable_scope(None, default_name=prefix + "/" + ema_name) as scope:
         full_name = scope.name + "/"
         store = _variable_store()
@@ -509,7 +524,7 @@ def _shadow_of_tensor(graph, tensor, ema_name: str, dtype):
         use_resource = _v1.resource_variables_enabled()
     initial_value = _zeros_initializer(graph, shape, dtype)
     colocate = tensor.op.type in VARIABLE_OP_TYPES
-    tf1_kwargs = dict(initializer=_v1.zeros_initializer(), shape=shape, dtype=dtype, trainable=False, validate_shape=True)
+    tf1_kwargs = dict(initializer=_v1.zeros_initializer(), shape=shape, dtype=dtype, trainable=False)
     return _create_shadow(graph, tensor, ema_name, colocate, initial_value, dtype, use_resource, tf1_kwargs)
 
 
@@ -577,8 +592,9 @@ def update_blocker() -> Optional[str]:
 
 def _read(graph, variable):
     """``variable.value()`` in graph mode: a new read of a resource variable, a ref variable's snapshot."""
-    plain = type(variable) is _rv.ResourceVariable
-    if plain and variable._caching_device is None and variable._xla_sharding is None:  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    plain = type(variable) is _rv.ResourceVariable and variable._caching_device is None
+    if plain and variable._xla_sharding is None:  # pylint: disable=protected-access
         # TF1 parity: value() reads outside any colocation, like this.
         with graph.colocate_with(None, ignore_existing=True):
             value = _read_op(graph, variable.handle, variable.dtype.base_dtype)
@@ -601,7 +617,8 @@ def _plain_scope(scope, graph) -> bool:
     """True if ``get_variable`` in ``scope`` does nothing beyond creating a variable."""
     if scope.reuse or scope.partitioner is not None or _has_variable_creator(graph):
         return False
-    return all(getattr(scope, what) is None for what in ("custom_getter", "regularizer", "constraint", "caching_device"))
+    customizations = ("custom_getter", "regularizer", "constraint", "caching_device")
+    return all(getattr(scope, what) is None for what in customizations)
 
 
 class _Debiaser:
@@ -638,7 +655,8 @@ class _Debiaser:
         full_name = scope.name + "/" + name
         store = _variable_store()
         if full_name in store._vars or not _plain_scope(scope, self._graph):  # pylint: disable=protected-access
-            variable = _v1.get_variable(name, shape=shape, dtype=dtype, initializer=_v1.zeros_initializer(), trainable=False)
+            zeros = _v1.zeros_initializer()
+            variable = _v1.get_variable(name, shape=shape, dtype=dtype, initializer=zeros, trainable=False)
         else:
             use_resource = scope.use_resource
             if use_resource is None:

@@ -731,3 +731,21 @@ def test_build_updates_equals_assign_moving_average(mode):
 
     ref, fast = build(lambda apply: model(False), None), build(lambda apply: model(True), None)
     assert_bits_equal(values(*fast), values(*ref))
+
+
+def test_replica_device_setter_places_like_tf1(mode):
+    """Under replica_device_setter (round robin over PS tasks) shadows and debias variables land on TF1's devices."""
+
+    def model(apply):
+        with v1.device(v1.train.replica_device_setter(ps_tasks=3)):
+            primaries = [variable("v%d" % i, seed=i) for i in range(4)]
+            tensors = [tf.identity(p, name="t%d" % i) for i, p in enumerate(primaries[:2])]
+            ema = v1.train.ExponentialMovingAverage(0.9, zero_debias=True)
+            apply(ema, primaries + tensors)
+            late = variable("late", seed=9)  # the round robin continues where TF1 left it
+        return {"devices": [v.device for v in v1.global_variables()] + [late.device]}
+
+    ref, fast = twin(model)
+    assert_same_graph_state(ref, fast)
+    assert fast[1]["devices"] == ref[1]["devices"]
+    assert len(set(ref[1]["devices"])) == 3

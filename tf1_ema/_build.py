@@ -25,9 +25,11 @@ builds the same variables and the same values with less:
   ``get_variable(..., reuse=True)`` finds it as in TF1; its ops are the ones
   ``Variable.__init__`` creates (names, attributes, devices, colocation),
   wrapped in the same Python class, without that constructor's overhead;
-* ``one_minus_decay`` is computed once per dtype, and each update is the
-  kernels TF1 runs on the same inputs (``Sub``, ``Mul``, ``AssignSub``;
-  TF1's debiasing ops), so every bit matches.
+* ``one_minus_decay`` is computed once per decay and dtype, and each update
+  is the kernels TF1 runs on the same inputs (``Sub``, ``Mul``,
+  ``AssignSub``; TF1's debiasing ops), so every bit matches; debias variables
+  get TF1's free names from a set of taken names, not from rescanning the
+  graph's variables twice per shadow.
 
 ``scope_blocker`` and ``fast_path_blocker`` say when this is exact; everything
 else (eager, functions, a distribution strategy, a reusing or customized
@@ -43,10 +45,19 @@ value, name of a variable or checkpoint:
   control flow TF1's guard rewrite is applied to the variable's initial value
   only, not to the branch reading the variable itself (a rewrite that changes
   no value but adds a second conditional per variable);
-* the update shares one ``one_minus_decay`` per dtype and leaves out TF1's
-  unread read-after-write, so ops inside each ``AssignMovingAvg`` scope have
-  other names (the scopes and the grouped op keep TF1's);
-* initializing shadows computes what TF1 computes, in one ``If`` per shadow.
+* the update shares ``one_minus_decay`` (and, debiasing, the constant 1)
+  and leaves out TF1's unread read-after-write, so ops inside each
+  ``AssignMovingAvg`` scope have other names (the scopes and the grouped op
+  keep TF1's);
+* names consumed are TF1's at the level where later user code can meet them
+  (``cond``, ``VarIsInitializedOp``, the shadow scopes), not inside the
+  conditional, so only an op created later under a name such as
+  ``cond_3/Identity`` could be named differently.
+
+Costs that remain per variable, and why: the shadow's own ops (a handle, its
+initializer, its read), the two-node conditional, and TF's Grappler, which
+every first ``session.run`` spends time on per node; see
+benchmarks/bench_first_step.py.
 
 The TensorFlow internals used here (variable classes, the variable store,
 attribute scopes, op creation without generated wrappers) are all in the "TF

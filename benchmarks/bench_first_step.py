@@ -10,11 +10,12 @@ process, on a model whose variables already exist (created before timing):
 
 Implementations (``--impls``):
 
-    stock        ``tf.compat.v1.train.ExponentialMovingAverage.apply``
-    fast         ``tf1_ema._build.apply`` on the same object: fast shadows and
-                 per-variable update (this issue's code)
-    fast+fused   fast shadows, and the update through ``tf1_ema._update_op``'s
-                 fused op where it applies (what integration would give)
+    stock        ``tf.compat.v1.train.ExponentialMovingAverage``
+    ours         ``tf1_ema.ExponentialMovingAverage`` as it builds by default:
+                 fast shadows (``tf1_ema._build``) and the fused update op
+                 (``tf1_ema._update_op``, compiled before timing)
+    ours-ref     ``tf1_ema.ExponentialMovingAverage`` with ``TF1_EMA_FAST=0``:
+                 TF1's graph op for op
 
 Workloads (``--workload``): ``variables`` averages N resource variables of
 mixed small shapes; ``debias`` averages N tensors with ``zero_debias=True``
@@ -31,7 +32,7 @@ time.
 Usage::
 
     .venv/bin/python benchmarks/bench_first_step.py                     # 200 and 2000
-    .venv/bin/python benchmarks/bench_first_step.py --sizes 10000 --impls fast
+    .venv/bin/python benchmarks/bench_first_step.py --sizes 10000 --impls ours,ours-ref
     .venv/bin/python benchmarks/bench_first_step.py --workload debias --tf1
 """
 
@@ -51,7 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-IMPLS = ("stock", "fast", "fast+fused")
+IMPLS = ("stock", "ours", "ours-ref")
 SHAPES = ((4, 4), (16,), (3, 3, 2, 2), (8, 8), ())
 DECAY = 0.99
 
@@ -74,12 +75,14 @@ def run_row(impl: str, size: int, workload: str, tf1: bool) -> Dict:
     v1 = tf.compat.v1
     if tf1:
         v1.disable_v2_behavior()
+    if impl == "ours-ref":
+        os.environ["TF1_EMA_FAST"] = "0"
     if impl != "stock":
-        from tf1_ema import _build
-    if impl == "fast+fused":
+        import tf1_ema
         from tf1_ema import _update_op
 
         _update_op.load_library()  # compile/load before timing
+    ema_class = v1.train.ExponentialMovingAverage if impl == "stock" else tf1_ema.ExponentialMovingAverage
     graph = tf.Graph()
     with graph.as_default():
         variables = [
@@ -89,14 +92,9 @@ def run_row(impl: str, size: int, workload: str, tf1: bool) -> Dict:
             for i in range(size)
         ]
         primaries = variables if workload == "variables" else [tf.identity(v) * 0.5 for v in variables]
-        ema = v1.train.ExponentialMovingAverage(DECAY, zero_debias=(workload == "debias"))
+        ema = ema_class(DECAY, zero_debias=(workload == "debias"))
         start = _clock()
-        if impl == "stock":
-            op = ema.apply(primaries)
-        elif impl == "fast":
-            op = _build.apply(ema, primaries, fallback=_no_fallback)
-        else:
-            op = _fused_apply(ema, primaries, _build, _update_op)
+        op = ema.apply(primaries)
         build = _since(start)
         init_op = v1.global_variables_initializer()
         with v1.Session(graph=graph) as sess:
@@ -124,33 +122,6 @@ def run_row(impl: str, size: int, workload: str, tf1: bool) -> Dict:
         "step": step,
         "checksum": digest.hexdigest()[:16],
     }
-
-
-def _no_fallback(primary):
-    raise AssertionError("benchmark model should take the fast path: %s" % primary.name)
-
-
-def _fused_apply(ema, primaries, _build, _update_op):
-    """``_build.apply`` with the plain updates through the fused op (integration preview)."""
-    import tensorflow as tf
-
-    v1 = tf.compat.v1
-    with tf.init_scope():
-        shadows = _build.create_shadows(primaries, ema.name, _no_fallback)
-    debiased = []
-    for p in primaries:
-        ema._averages[p.ref()] = shadows[p.ref()]
-        if isinstance(p, tf.Variable):
-            v1.add_to_collection(v1.GraphKeys.MOVING_AVERAGE_VARIABLES, p)
-        elif ema._zero_debias:
-            debiased.append(p)
-    with v1.name_scope(ema.name) as scope:
-        decay = tf.convert_to_tensor(ema._decay, dtype=tf.float32, name="decay")
-        if debiased:
-            updates = _build.build_updates([shadows[p.ref()] for p in primaries], primaries, decay, [True] * len(primaries))
-        else:
-            updates = [_update_op.fused_update([shadows[p.ref()] for p in primaries], primaries, 1.0 - decay)]
-        return tf.group(*updates, name=scope)
 
 
 def _row_in_subprocess(impl: str, size: int, workload: str, tf1: bool, timeout: float) -> Dict:
@@ -201,7 +172,7 @@ def print_table(rows: List[Dict]) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="200,2000", help="comma-separated numbers of variables")
-    parser.add_argument("--impls", default="stock,fast", help="comma-separated, from: " + ", ".join(IMPLS))
+    parser.add_argument("--impls", default="stock,ours", help="comma-separated, from: " + ", ".join(IMPLS))
     parser.add_argument("--workload", choices=("variables", "debias"), default="variables")
     parser.add_argument("--tf1", action="store_true", help="TF1 behaviour: ref variables, v1 control flow")
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per row")

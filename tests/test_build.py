@@ -2,8 +2,8 @@
 
 Every model is built twice, in two fresh graphs: once with
 ``tf.compat.v1.train.ExponentialMovingAverage.apply`` and once with
-``_build.apply`` on the same kind of object, whose fallback fails the test
-(the fast path must be taken). The two graphs must agree on everything that
+tf1_ema's class configured the same way, whose reference route fails the
+test (the fast path must be taken). The two graphs must agree on everything that
 reaches a user: variable names and order, collections, the variable store,
 each shadow's ops (attributes, devices, colocation) and Python attributes,
 names given to later ops, initial values in every initialization order,
@@ -11,11 +11,14 @@ values after updates (bit for bit) and checkpoints in both directions.
 """
 
 import contextlib
+from unittest import mock
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import tf1_ema
+import tf1_ema.ema
 from tf1_ema import _build
 
 v1 = tf.compat.v1
@@ -26,7 +29,7 @@ v1 = tf.compat.v1
 # ---------------------------------------------------------------------------
 
 
-def _forbidden_fallback(primary):
+def _forbidden_fallback(primary, *args):
     raise AssertionError("fast path not taken for %s" % primary.name)
 
 
@@ -34,8 +37,21 @@ def stock_apply(ema, var_list):
     return ema.apply(var_list)
 
 
-def fast_apply(ema, var_list):
-    return _build.apply(ema, var_list, fallback=_forbidden_fallback)
+def fast_apply(ema, var_list, allow_fallback=False):
+    """``var_list`` applied by tf1_ema's class (fast path) configured as TF1's ``ema``, into ``ema``'s averages.
+
+    Unless ``allow_fallback``, building any shadow by the reference route fails the test.
+    """
+    ours = getattr(ema, "_tf1_ema_twin", None)
+    if ours is None:
+        ours = ema._tf1_ema_twin = tf1_ema.ExponentialMovingAverage(
+            ema._decay, ema._num_updates, ema._zero_debias, ema.name
+        )
+        ours._averages = ema._averages  # the models read shadows through TF1's object
+    with contextlib.ExitStack() as stack:
+        if not allow_fallback:
+            stack.enter_context(mock.patch.object(tf1_ema.ema, "_reference_shadow", _forbidden_fallback))
+        return ours.apply(var_list)
 
 
 @contextlib.contextmanager
@@ -632,13 +648,7 @@ def test_fallback_keeps_order_and_names():
         b = variable("b", seed=2)
         ema = v1.train.ExponentialMovingAverage(0.9)
         if apply is fast_apply:
-            from tensorflow.python.training import slot_creator  # TF1's own code as the fallback
-
-            def fallback(primary):
-                value = v1.cond(v1.is_variable_initialized(primary), primary.read_value, lambda: primary.initial_value)
-                return slot_creator.create_slot(primary, value, ema.name, copy_xla_sharding=True)
-
-            op = _build.apply(ema, [w] + p + [b], fallback=fallback)
+            op = fast_apply(ema, [w] + p + [b], allow_fallback=True)
         else:
             op = apply(ema, [w] + p + [b])
         return {"primaries": [w] + p + [b], "ema": ema, "op": op}

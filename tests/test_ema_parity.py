@@ -8,6 +8,7 @@ checkpoints. Where the reference's behaviour is a known quantity, the tests also
 pin it literally, so that two equal but wrong answers cannot pass.
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -29,6 +30,7 @@ from tf1_ema import _math
 v1 = tf.compat.v1
 
 OURS = "ours"
+OURS_REFERENCE_GRAPH = "ours with TF1_EMA_FAST=0"
 REFERENCE = "reference"
 IMPLEMENTATIONS = {
     OURS: (tf1_ema.ExponentialMovingAverage, tf1_ema.assign_moving_average),
@@ -61,23 +63,40 @@ def outcome(fn, *args):
         return ("raises", type(e).__name__, str(e))
 
 
+@contextlib.contextmanager
+def reference_graph():
+    """Our class builds TF1's graph op for op inside (``TF1_EMA_FAST=0``), not its fast graph."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TF1_EMA_FAST", "0")
+        yield
+
+
 def in_both(fn):
     """Runs ``fn(ema_class, assign_moving_average)`` in a fresh graph per implementation.
 
-    Returns ``{implementation: (outcome, normalized GraphDef afterwards)}``.
+    Ours runs twice: as built by default (the fast graph, label OURS) and
+    with ``reference_graph()`` (label OURS_REFERENCE_GRAPH).
+
+    Returns ``{label: (outcome, normalized GraphDef afterwards)}``.
     """
     results = {}
     for label, (cls, amv) in IMPLEMENTATIONS.items():
         with tf.Graph().as_default() as g:
             results[label] = (outcome(fn, cls, amv), normalized_graph_def(g))
+    with reference_graph(), tf.Graph().as_default() as g:
+        results[OURS_REFERENCE_GRAPH] = (outcome(fn, *IMPLEMENTATIONS[OURS]), normalized_graph_def(g))
     return results
 
 
 def assert_same_in_both(fn):
-    """Asserts ``fn`` returns (or raises) the same in both implementations and leaves the same graph; returns ours."""
+    """Asserts ``fn`` returns (or raises) the same in both implementations, fast or not; returns ours.
+
+    With ``TF1_EMA_FAST=0`` our class must also leave the reference's graph, op for op.
+    """
     results = in_both(fn)
     assert results[OURS][0] == results[REFERENCE][0]
-    assert results[OURS][1] == results[REFERENCE][1], "the graphs differ"
+    assert results[OURS_REFERENCE_GRAPH][0] == results[REFERENCE][0]
+    assert results[OURS_REFERENCE_GRAPH][1] == results[REFERENCE][1], "the graphs differ"
     return results[OURS][0]
 
 
@@ -534,8 +553,10 @@ def _known_shape(var):
 def built_model(name):
     """{implementation: {"graph_def", "summary", "history"}} for one model, built and run once per session."""
     out = {}
-    for label, (cls, amv) in IMPLEMENTATIONS.items():
-        with tf.Graph().as_default() as g:
+    builds = [(label, cls, amv, contextlib.nullcontext) for label, (cls, amv) in IMPLEMENTATIONS.items()]
+    builds.append((OURS_REFERENCE_GRAPH, *IMPLEMENTATIONS[OURS], reference_graph))
+    for label, cls, amv, context in builds:
+        with context(), tf.Graph().as_default() as g:
             result = MODELS[name](cls, amv)
             graph_def = normalized_graph_def(g)
             summary = _summarize(g, result)
@@ -546,10 +567,13 @@ def built_model(name):
 
 
 @pytest.mark.parametrize("model", list(MODELS))
-def test_graph_def_equals_the_reference(model):
-    """The GraphDef built with our class equals the reference's, up to cond function-library uids."""
+def test_reference_graph_switch_builds_the_reference_graph(model):
+    """With TF1_EMA_FAST=0 the GraphDef built with our class equals the reference's, up to cond uids."""
     built = built_model(model)
-    assert built[OURS]["graph_def"] == built[REFERENCE]["graph_def"]
+    assert built[OURS_REFERENCE_GRAPH]["graph_def"] == built[REFERENCE]["graph_def"]
+    assert_same_histories(built[OURS_REFERENCE_GRAPH]["history"], built[REFERENCE]["history"])
+
+
 
 
 @pytest.mark.parametrize("model", list(MODELS))
@@ -584,16 +608,23 @@ def test_variables_to_restore_equals_the_reference(model):
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_update_ops_equal_the_reference(model):
-    """apply() and assign_moving_average return ops of the same names, types and control inputs."""
+    """apply() and assign_moving_average return ops of the same names and types (and, TF1_EMA_FAST=0, control inputs)."""
     built = built_model(model)
-    assert built[OURS]["summary"]["ops"] == built[REFERENCE]["summary"]["ops"]
+    assert built[OURS_REFERENCE_GRAPH]["summary"]["ops"] == built[REFERENCE]["summary"]["ops"]
+    names_and_types = [op[:2] for op in built[REFERENCE]["summary"]["ops"]]
+    assert [op[:2] for op in built[OURS]["summary"]["ops"]] == names_and_types
 
 
 @pytest.mark.parametrize("model", list(MODELS))
 def test_model_runs_bit_for_bit_like_the_reference(model):
     """Six steps of random variables and feeds leave every variable of the graph bit-identical."""
     built = built_model(model)
-    ours, ref = built[OURS]["history"], built[REFERENCE]["history"]
+    assert_same_histories(built[OURS]["history"], built[REFERENCE]["history"])
+
+
+def assert_same_histories(ours, ref):
+    """Asserts two ``_run_model`` histories hold the same variables with the same bits at every step."""
+    assert len(ours) == len(ref)
     for step, (mine, theirs) in enumerate(zip(ours, ref)):
         assert sorted(mine) == sorted(theirs)
         for name in theirs:
@@ -854,6 +885,17 @@ def test_shadow_initial_values():
     )
 
 
+def _control_ancestors(op):
+    """The ops ``op`` waits for through its control inputs, transitively."""
+    seen, pending = set(), list(op.control_inputs)
+    while pending:
+        current = pending.pop()
+        if current not in seen:
+            seen.add(current)
+            pending += current.control_inputs
+    return seen
+
+
 def test_apply_under_control_dependencies_creates_shadows_outside_them():
     """Shadows made under control_dependencies([train_op]) initialize without train_op; the update runs after it."""
 
@@ -871,15 +913,14 @@ def test_apply_under_control_dependencies_creates_shadows_outside_them():
             after_update = sess.run(read_after_update)
         return {
             "initializer_control_inputs": [op.name for op in shadow.initializer.control_inputs],
-            "update_control_inputs": sorted(op.name for op in update.control_inputs),
-            "train_op": _as_op(train).name,
+            "update_runs_after_train_op": _as_op(train) in _control_ancestors(update),
             "after_init": [float(x) for x in after_init],
             "after_update": [float(x) for x in after_update],
         }
 
     result = assert_same_in_both(model)[1]
     assert result["initializer_control_inputs"] == []
-    assert result["train_op"] in result["update_control_inputs"]
+    assert result["update_runs_after_train_op"]
     assert result["after_init"] == [1.0, 1.0]
     expected = _math.ema_step(np.float32(1.0), np.float32(2.0), _math.one_minus_decay(0.9))
     assert result["after_update"] == [2.0, float(expected)]

@@ -53,15 +53,20 @@ def build_graph(ema_class, dtypes=("float32", "float16", "float64"), **kwargs):
 # ---------------------------------------------------------------------------
 
 
-def test_explicit_default_arguments_build_the_reference_graph():
-    """Passing every new keyword at its default (None) builds the GraphDef of TF1's class, op for op."""
-    ours = build_graph(lambda *a, **k: ExponentialMovingAverage(*a, **k, **{n: None for n in NEW_ARGS}))
-    assert ours == build_graph(v1.train.ExponentialMovingAverage)
+def test_explicit_default_arguments_build_the_reference_graph(monkeypatch):
+    """Every new keyword at its default (None) builds the graph of no keywords; TF1_EMA_FAST=0 TF1's, op for op."""
+    with_defaults = lambda *a, **k: ExponentialMovingAverage(*a, **k, **{n: None for n in NEW_ARGS})  # noqa: E731
+    assert build_graph(with_defaults) == build_graph(ExponentialMovingAverage)
+    monkeypatch.setenv("TF1_EMA_FAST", "0")
+    assert build_graph(with_defaults) == build_graph(v1.train.ExponentialMovingAverage)
 
 
-def test_float32_shadow_dtype_leaves_float32_and_float64_variables_alone():
+def test_float32_shadow_dtype_leaves_float32_and_float64_variables_alone(monkeypatch):
     """shadow_dtype=tf.float32 changes nothing in a graph without float16/bfloat16 variables."""
     dtypes = ("float32", "float64")
+    ours = build_graph(ExponentialMovingAverage, dtypes, shadow_dtype=tf.float32)
+    assert ours == build_graph(ExponentialMovingAverage, dtypes)
+    monkeypatch.setenv("TF1_EMA_FAST", "0")
     ours = build_graph(ExponentialMovingAverage, dtypes, shadow_dtype=tf.float32)
     assert ours == build_graph(v1.train.ExponentialMovingAverage, dtypes)
 

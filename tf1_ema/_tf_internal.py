@@ -87,3 +87,14 @@ def copy_xla_sharding(primary, slot):
     from tensorflow.python.compiler.xla.experimental import xla_sharding  # pylint: disable=g-import-not-at-top
 
     return xla_sharding.copy_sharding(primary, slot, use_sharding_op=False)
+
+
+def mark_read(variable) -> None:
+    """Records that a graph read of a resource variable exists, as ``variable.value()`` does.
+
+    TF1 parity: the fused update reads shadows and variables inside one op
+    instead of through ``ReadVariableOp``s; the flag keeps the one behaviour
+    that depends on it (setting an XLA sharding afterwards warns) TF1's.
+    """
+    if hasattr(variable, "_variable_read"):
+        variable._variable_read = True  # pylint: disable=protected-access

@@ -278,6 +278,8 @@ def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Opera
     by_tensor = [i for i in idx if i not in handled]
     variables = [shadows[i] for i in by_handle + by_tensor] + [values[i] for i in by_handle]
     tensors = [values[i] for i in by_tensor]
+    for v in variables:
+        _tf_internal.mark_read(v)
     names = [_handle_op_name(v) for v in variables]
     if all(names):
         # The op has no handle inputs to pin it to the shadows' device: colocate it.

@@ -15,8 +15,14 @@ this module is tested against. Every TF1 quirk kept on purpose is marked with a
 
 Beyond TF1, keyword-only constructor arguments opt in to float32 shadows for
 low-precision variables, decay schedules (start step, update period with decay
-compensation, power warm-up, half-life) and per-variable rules. With their
-defaults the graph is the reference's, op for op.
+compensation, power warm-up, half-life) and per-variable rules.
+
+In a TF1 graph ``apply()`` builds its shadows and updates faster than TF1 does
+(``tf1_ema._build``: the same variables, names and initial values with fewer
+ops; ``tf1_ema._update_op``: one fused op updates every plain shadow on a
+device), with the same bits. ``TF1_EMA_FAST=0`` in the environment makes it
+build TF1's graph op for op; eager mode, functions and distribution strategies
+always get that graph.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Opt
 
 import tensorflow as tf
 
+from tf1_ema import _build
 from tf1_ema import _math
 from tf1_ema import _tf_internal
+from tf1_ema import _update_op
 
 _v1 = tf.compat.v1
 
@@ -39,7 +47,7 @@ SHADOW_DTYPES = (tf.float32, tf.float64)
 # The non-decay actions of a rule.
 COPY = "copy"
 SKIP = "skip"
-_VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
+_VARIABLE_OP_TYPES = _build.VARIABLE_OP_TYPES
 # Marks a decay that was not given (None is a value TF1 accepts until apply()).
 _MISSING = object()
 
@@ -47,6 +55,16 @@ _MISSING = object()
 def _strip_output_index(name: str) -> str:
     """``"w/ExponentialMovingAverage:0"`` -> ``"w/ExponentialMovingAverage"``."""
     return name[: -len(":0")]
+
+
+def _fast_graph() -> bool:
+    """Whether ``apply()`` builds the fast graph (see ``tf1_ema._build``, ``tf1_ema._update_op``).
+
+    It does unless ``TF1_EMA_FAST=0``, in eager mode, inside a function, under
+    a distribution strategy or with op callbacks installed; there it builds
+    TF1's graph op for op.
+    """
+    return _update_op.fast_path_enabled() and _build.update_blocker() is None
 
 
 def _name_scope() -> str:
@@ -351,6 +369,13 @@ def _shadow_of_variable(var, name: str, dtype=None):
     return _create_shadow(
         var, name, True, initialized_value, validate_shape=initialized_value.get_shape().is_fully_defined()
     )
+
+
+def _reference_shadow(primary, name: str, dtype=None):
+    """The shadow of a variable or tensor, built by TF1's own route (``get_variable`` in a slot scope)."""
+    if isinstance(primary, tf.Variable):
+        return _shadow_of_variable(primary, name, dtype)
+    return _shadow_of_tensor(primary, name, dtype)
 
 
 def _shadow_of_tensor(tensor, name: str, dtype=None):
@@ -861,28 +886,21 @@ class ExponentialMovingAverage:
             # deciding for no variable raises with the graph untouched.
             rule_policies = [self._policy(var) for var in var_list]
             self._check_rule_targets(var_list, rule_policies)
-        zero_debias_shadows = set()
+        fast = _fast_graph()
+        new, bad = {}, None  # {var.ref(): (var, policy)} of the shadows to create; the first bad variable
         for i, var in enumerate(var_list):
             if rule_policies is not None and rule_policies[i].action == SKIP:
                 self._policies[var.ref()] = rule_policies[i]  # before the dtype check: any dtype can be skipped
                 continue
             if var.dtype.base_dtype not in FLOAT_DTYPES:
-                raise TypeError("The variables must be half, float, or double: %s" % var.name)
-            if var.ref() in self._averages:
-                continue
-            policy = self._policy(var)
-            with tf.init_scope():
-                if isinstance(var, tf.Variable):
-                    avg = _shadow_of_variable(var, self.name, policy.shadow_dtype)
-                    _v1.add_to_collection(_v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
-                else:
-                    avg = _shadow_of_tensor(var, self.name, policy.shadow_dtype)
-                    # TF1 parity: debiasing is decided when the shadow is
-                    # created; a later apply() of the same tensor does not debias.
-                    if self._zero_debias:
-                        zero_debias_shadows.add(avg.ref())
-            self._averages[var.ref()] = avg
-            self._policies[var.ref()] = policy
+                bad = var
+                break
+            if var.ref() not in self._averages and var.ref() not in new:
+                new[var.ref()] = (var, self._policy(var))
+        # TF1 parity: the shadows of the variables before a bad one exist when apply() raises.
+        zero_debias_shadows = self._create_shadows(list(new.values()), fast)
+        if bad is not None:
+            raise TypeError("The variables must be half, float, or double: %s" % bad.name)
 
         with _v1.name_scope(self.name) as scope:
             decay = tf.convert_to_tensor(self._decay, dtype=tf.float32, name="decay")
@@ -907,6 +925,8 @@ class ExponentialMovingAverage:
                 return decays[policy.rule]
 
             updates = []
+            plain = {}  # fast path: {rule index: (shadows, values)} of TF1's plain update
+            debiased = []  # fast path: (shadow, value, decay) of TF1's debiased update
             for var in var_list:
                 policy = self._policies[var.ref()]
                 if policy.action == SKIP:
@@ -916,11 +936,54 @@ class ExponentialMovingAverage:
                     updates.append(_assign_copy(avg, var))
                     continue
                 zero_debias = avg.ref() in zero_debias_shadows
-                if gates is None and avg.dtype.base_dtype == var.dtype.base_dtype:
-                    updates.append(assign_moving_average(avg, var, decay_of(policy), zero_debias))
-                else:
+                if gates is not None or avg.dtype.base_dtype != var.dtype.base_dtype:
                     updates.append(_assign_scheduled_average(avg, var, decay_of(policy), zero_debias, gates))
+                elif not fast or (zero_debias and not avg.shape.is_fully_defined()):
+                    # TF1 parity: a debiased shadow of unknown shape fails in get_variable, with TF1's error.
+                    updates.append(assign_moving_average(avg, var, decay_of(policy), zero_debias))
+                elif zero_debias:
+                    debiased.append((avg, var, decay_of(policy)))
+                else:
+                    pair = plain.setdefault(policy.rule, ([], []))
+                    pair[0].append(avg)
+                    pair[1].append(var)
+            for rule, (shadows, values) in plain.items():
+                # TF1 parity: 1 - decay in float32, cast to each shadow's dtype in the op.
+                one_minus_decay = 1.0 - decay_of(self._policies[values[0].ref()])
+                updates.append(_update_op.fused_update(shadows, values, one_minus_decay, name="AssignMovingAvg"))
+            if debiased:
+                shadows, values, decays_t = zip(*debiased)
+                updates += _build.build_updates(shadows, values, list(decays_t), [True] * len(debiased))
             return tf.group(*updates, name=scope)
+
+    def _create_shadows(self, new: List[Tuple[Any, _Policy]], fast: bool) -> set:
+        """Creates and records the shadows of ``new`` ((primary, policy) pairs), in order.
+
+        Returns:
+          The refs of the new shadows to debias (tensors' shadows with ``zero_debias``).
+        """
+        with tf.init_scope():
+            if fast:
+                shadows = _build.create_shadows(
+                    [var for var, _ in new],
+                    self.name,
+                    fallback=lambda var: _reference_shadow(var, self.name, self._policy(var).shadow_dtype),
+                    dtypes=[policy.shadow_dtype for _, policy in new],
+                )
+            else:
+                shadows = {var.ref(): _reference_shadow(var, self.name, policy.shadow_dtype) for var, policy in new}
+        zero_debias_shadows = set()
+        for var, policy in new:
+            avg = shadows[var.ref()]
+            if isinstance(var, tf.Variable):
+                _v1.add_to_collection(_v1.GraphKeys.MOVING_AVERAGE_VARIABLES, var)
+            elif self._zero_debias:
+                # TF1 parity: debiasing is decided when the shadow is created;
+                # a later apply() of the same tensor does not debias.
+                zero_debias_shadows.add(avg.ref())
+            self._averages[var.ref()] = avg
+            self._policies[var.ref()] = policy
+        return zero_debias_shadows
 
     def average(self, var):
         """The shadow variable of ``var``, or None if ``apply()`` never saw it or a rule skips it.

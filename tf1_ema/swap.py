@@ -54,7 +54,11 @@ _WRITER_PREFIXES = (
     "Scatter",  # ref-variable ScatterUpdate, ScatterAdd, ScatterNdUpdate, ...
     "StridedSliceAssign",
     "CountUpTo",
+    "Tf1EmaUpdate",  # tf1_ema's fused update (Tf1EmaUpdate, Tf1EmaUpdateRef): shadows and the variables it reads
 )
+# tf1_ema's fused update in a TF1 graph names the variables it reads and
+# writes in attributes, with no handle inputs (see tf1_ema._update_op).
+_BY_NAME_WRITER = "Tf1EmaUpdateByName"
 # Ops with a "Scatter" name that build a new tensor instead of writing one.
 _NOT_WRITERS = frozenset({"ScatterNd", "ScatterNdNonAliasingAdd"})
 
@@ -393,9 +397,19 @@ def _writers(plan: _Plan) -> Dict[str, Tuple[tf.Operation, Any, Any]]:
     Returns:
       ``{op name: (op, written variable or shadow, its (variable, shadow) pair)}``.
     """
+    by_name = {}  # (container, shared name) -> the fused ops naming that variable
+    for op in plan.graph.get_operations():
+        if op.type == _BY_NAME_WRITER:
+            for key in zip(op.get_attr("containers"), op.get_attr("shared_names")):
+                by_name.setdefault(key, []).append(op)
     writers = {}
     for var, shadow in plan.pairs:
-        for target in (var, shadow):
+        # The shadow first: an EMA update reads the variable but writes the shadow.
+        for target in (shadow, var):
+            if target.op.type == "VarHandleOp":
+                key = (target.op.get_attr("container"), target.op.get_attr("shared_name"))
+                for op in by_name.get(key, ()):
+                    writers.setdefault(op.name, (op, target, (var, shadow)))
             pending, seen = [target.op.outputs[0]], set()
             while pending:
                 tensor = pending.pop()

@@ -285,6 +285,24 @@ def test_graph_mode_names_the_variables_and_adds_no_per_variable_op(fast, sessio
         assert_same_bits(got, want)
 
 
+def test_variables_deleted_and_created_again_are_found_again(fast, session):
+    """The op keeps the variables it found between runs, but finds a deleted and re-created one again."""
+    shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
+    value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
+    update = _update_op.fused_update([shadow], [value], 0.5)
+    session.run(v1.global_variables_initializer())
+    session.run(update)
+    assert session.run(shadow).tolist() == [2.0, 4.0]
+    for variable in (shadow, value):
+        session.run(tf.raw_ops.DestroyResourceOp(resource=variable.handle))
+        with pytest.raises(tf.errors.FailedPreconditionError, match="Could not find variable"):
+            session.run(update)
+    session.run(v1.global_variables_initializer())  # new variables under the same names
+    session.run(value.assign([2.0, 2.0]))
+    session.run(update)
+    assert session.run(shadow).tolist() == [3.0, 5.0]
+
+
 def test_inside_tf_function_the_op_takes_handles(fast):
     """Inside a tf.function the shadows are handle inputs (Tf1EmaUpdate) and update to TF1's bits."""
     rng = np.random.default_rng(5)
@@ -402,3 +420,102 @@ def test_the_library_has_no_fused_multiply_add(fast):
         pytest.skip("needs objdump on x86-64")
     asm = subprocess.run([objdump, "-d", str(fast["path"])], capture_output=True, text=True).stdout
     assert "vfmadd" not in asm and "vfmsub" not in asm and "vfnmadd" not in asm and "vfnmsub" not in asm
+
+
+# ---------------------------------------------------------------------------
+# Graphs saved with the op
+# ---------------------------------------------------------------------------
+
+SAVE_META = """
+import sys
+import numpy as np
+import tensorflow as tf
+import tf1_ema
+v1 = tf.compat.v1
+v1.disable_eager_execution()
+w = v1.get_variable("w", initializer=np.arange(3, dtype=np.float32), use_resource=True)
+ema = tf1_ema.ExponentialMovingAverage(0.5)
+op = ema.apply([w])
+assert any(o.type.startswith("Tf1EmaUpdate") for o in v1.get_default_graph().get_operations())
+v1.add_to_collection("ema_op", op)
+with v1.Session() as sess:
+    sess.run(v1.global_variables_initializer())
+    sess.run(w.assign([2.0, 3.0, 4.0]))
+    v1.train.Saver().save(sess, sys.argv[1])
+"""
+
+RESTORE_META = """
+import sys
+import tensorflow as tf
+v1 = tf.compat.v1
+v1.disable_eager_execution()
+how = sys.argv[2]
+if how == "tf1_ema imported":
+    import tf1_ema.ema
+    importer = v1.train.import_meta_graph
+elif how == "tf1-ema namespace":
+    from tf1_ema import v1 as tf1_namespace
+    importer = tf1_namespace.namespace().train.import_meta_graph
+else:
+    importer = v1.train.import_meta_graph
+try:
+    saver = importer(sys.argv[1] + ".meta")
+except Exception as e:
+    print("ERROR", type(e).__name__, str(e).splitlines()[0])
+    sys.exit(0)
+with v1.Session() as sess:
+    saver.restore(sess, sys.argv[1])
+    sess.run(v1.get_collection("ema_op"))
+    shadow = [v for v in v1.global_variables() if v.op.name == "w/ExponentialMovingAverage"][0]
+    print("SHADOW", sess.run(shadow).tolist())
+"""
+
+
+def _python(script, *args, env):
+    proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_a_saved_meta_graph_imports_where_tf1_ema_is_loaded(fast, tmp_path):
+    """A MetaGraph saved with the fused op imports and runs after `import tf1_ema` or in the TF1 namespace, not in bare TF."""
+    env = dict(os.environ, **{_update_op.CACHE_ENV: str(fast["cache"]), _update_op.FAST_ENV: "1"},
+               TF_CPP_MIN_LOG_LEVEL="3")
+    prefix = tmp_path / "model"
+    _python(SAVE_META, prefix, env=env)
+    # The restored shadow went 0,1,2 -> (0+2)/2, (1+3)/2, (2+4)/2 in the imported update.
+    for how in ("tf1_ema imported", "tf1-ema namespace"):
+        assert "SHADOW [1.0, 2.0, 3.0]" in _python(RESTORE_META, prefix, how, env=env), how
+    bare = _python(RESTORE_META, prefix, "bare", env=env)
+    assert bare.startswith("ERROR") and "Tf1EmaUpdate" in bare
+
+
+def test_with_library_loads_the_library_and_imports_again(fast):
+    """An importer refused for an unregistered tf1_ema op is retried once the library is loaded; other errors pass."""
+    calls = []
+
+    def importer(graph):
+        calls.append(graph)
+        if len(calls) == 1:
+            raise ValueError("NodeDef mentions Op type not registered 'Tf1EmaUpdateByName' in binary")
+        return "imported"
+
+    assert _update_op.with_library(importer)("g") == "imported" and calls == ["g", "g"]
+
+    def broken(graph):
+        raise ValueError("Op type not registered 'SomethingElse' in binary")
+
+    with pytest.raises(ValueError, match="SomethingElse"):
+        _update_op.with_library(broken)("g")
+
+
+def test_with_library_says_how_to_avoid_the_op_when_it_cannot_be_built(no_library):
+    """Without a compiler, importing a graph that needs the op raises a message naming g++ and TF1_EMA_FAST=0."""
+
+    def importer(graph):
+        raise ValueError("Op type not registered 'Tf1EmaUpdateRef' in binary")
+
+    with pytest.raises(RuntimeError, match="g\\+\\+.*TF1_EMA_FAST=0"):
+        _update_op.with_library(importer)("g")

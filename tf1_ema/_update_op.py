@@ -37,6 +37,7 @@ their vectorized lanes and keep the sign in their scalar tail.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -46,7 +47,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -60,6 +61,7 @@ SOURCE = Path(__file__).with_name("cc") / "ema_update.cc"
 # -ffp-contract=off: `s - d * k` must stay a multiply then a subtract.
 CXX_FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared", "-w")
 FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+OP_TYPES = ("Tf1EmaUpdate", "Tf1EmaUpdateByName", "Tf1EmaUpdateRef")
 BUILD_TIMEOUT_S = 600  # a build takes 6-20 s on 2 cores; a hung compiler must not hang training
 
 _lock = threading.Lock()
@@ -178,6 +180,58 @@ def load_library():
                 file=sys.stderr,
             )
         return _library
+
+
+def load_if_built() -> None:
+    """Loads the op library if it is already compiled, so graphs using its ops import; never compiles.
+
+    Called when tf1_ema's EMA is imported: a MetaGraph saved by a session
+    that used the fused update (``Saver.save`` writes one next to each
+    checkpoint) then imports with ``tf.compat.v1.train.import_meta_graph``.
+    """
+    global _library
+    if _library is not None or not fast_path_enabled():
+        return
+    with _lock:
+        cxx = _compiler()
+        path = library_path(cxx) if cxx else None
+        if _library is None and path is not None and path.exists():
+            try:
+                _library = tf.load_op_library(str(path))
+            except Exception:  # pylint: disable=broad-except
+                pass  # load_library() tries again, and says why, when the op is needed
+
+
+def _needs_library(error: Exception) -> bool:
+    """Whether ``error`` is TensorFlow refusing a graph because one of our ops is not registered."""
+    message = str(error)
+    return "not registered" in message and any("'%s'" % t in message for t in OP_TYPES)
+
+
+def with_library(import_fn: Callable) -> Callable:
+    """Wraps a graph importer so that a graph using the fused update op loads (or builds) the library first.
+
+    Without the library TensorFlow refuses such a graph ("Op type not
+    registered 'Tf1EmaUpdateByName'"); the wrapper then loads it and imports
+    again, or says how to get a graph without the op.
+    """
+
+    @functools.wraps(import_fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return import_fn(*args, **kwargs)
+        except Exception as e:  # pylint: disable=broad-except
+            if not _needs_library(e):
+                raise
+            if load_library() is None:
+                raise RuntimeError(
+                    "This graph uses tf1_ema's fused EMA update op, which could not be built here (%s). "
+                    "Install g++, or re-export the graph from a session built with %s=0 (TF1's ops only)."
+                    % (_failure, FAST_ENV)
+                ) from e
+            return import_fn(*args, **kwargs)
+
+    return wrapper
 
 
 # ---------------------------------------------------------------------------

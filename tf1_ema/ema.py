@@ -51,6 +51,9 @@ _VARIABLE_OP_TYPES = _build.VARIABLE_OP_TYPES
 # Marks a decay that was not given (None is a value TF1 accepts until apply()).
 _MISSING = object()
 
+# MetaGraphs saved with the fused update op import in any process that imported us.
+_update_op.load_if_built()
+
 
 def _strip_output_index(name: str) -> str:
     """``"w/ExponentialMovingAverage:0"`` -> ``"w/ExponentialMovingAverage"``."""

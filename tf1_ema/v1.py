@@ -9,7 +9,9 @@ Contract (shared by ``tf1_ema.runner`` and the Jupyter kernel in ``tf1_ema.kerne
   everything in ``tf.compat.v1``, with ``train.ExponentialMovingAverage`` and
   ``assign_moving_average`` from tf1_ema (the stock ones when ``reference``), ``layers``
   through tf-keras, ``contrib`` and ``examples`` stand-ins, ``compat.v1`` pointing back at
-  itself. The real ``tensorflow`` and ``tf.compat.v1`` modules are never modified.
+  itself, and ``train.import_meta_graph``/``import_graph_def`` that load tf1_ema's fused
+  update op when a graph uses it. The real ``tensorflow`` and ``tf.compat.v1`` modules are
+  never modified.
 * ``install(is_user_code, reference=False)`` -- switches TensorFlow to TF1 behaviour (graph
   mode first of all) and hooks ``import``: any ``import tensorflow...`` / ``from tensorflow...
   import ...`` run by code whose module globals satisfy ``is_user_code`` gets the namespace
@@ -198,6 +200,13 @@ def namespace(reference: bool = False) -> types.ModuleType:
 
         ema_class, assign = tf1_ema.ExponentialMovingAverage, tf1_ema.assign_moving_average
     ema = {"ExponentialMovingAverage": ema_class, "assign_moving_average": assign}
+    from tf1_ema import _update_op
+
+    # Graphs saved by sessions that used the fused EMA update import here, whatever the mode.
+    train = {
+        "ExponentialMovingAverage": ema_class,
+        "import_meta_graph": _update_op.with_library(v1.train.import_meta_graph),
+    }
     doc = "TensorFlow's TF1 API (tf.compat.v1) with %s ExponentialMovingAverage." % (
         "the stock" if reference else "tf1_ema's"
     )
@@ -217,7 +226,8 @@ def namespace(reference: bool = False) -> types.ModuleType:
     )
     ns.__dict__.update(
         {
-            "train": _Namespace("tensorflow.train", v1.train, {"ExponentialMovingAverage": ema_class}),
+            "train": _Namespace("tensorflow.train", v1.train, train),
+            "import_graph_def": _update_op.with_library(v1.import_graph_def),
             # Not in TF1's public API, but where users of tf1_ema look for it.
             "assign_moving_average": assign,
             "compat": _Namespace("tensorflow.compat", v1.compat, {"v1": ns}),

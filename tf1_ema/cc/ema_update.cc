@@ -309,19 +309,8 @@ class UpdateResourceBase : public OpKernel {
     std::vector<const tensorflow::ResourceHandle*> handles;
     Handles(ctx, &handles);
     std::vector<tensorflow::core::RefCountPtr<Var>> vars;
-    OP_REQUIRES_OK(ctx, LookupVariables(ctx, handles, &vars));
-
-    // Each variable is locked once, in address order as TF's training ops do
-    // so that ops sharing variables cannot deadlock: exclusively if it is a
-    // shadow (as AssignSubVariableOp), shared if it is only read (as
-    // ReadVariableOp). A shadow listed twice would be updated twice in
-    // parallel, so it is refused (the Python side never sends one).
-    std::vector<std::pair<Var*, bool>> order;  // (variable, exclusive)
-    order.reserve(n_ + m_);
-    for (int i = 0; i < n_ + m_; ++i) order.emplace_back(vars[i].get(), i < n_);
-    std::sort(order.begin(), order.end(), [](const std::pair<Var*, bool>& a, const std::pair<Var*, bool>& b) {
-      return a.first->mu() != b.first->mu() ? a.first->mu() < b.first->mu() : a.second > b.second;
-    });
+    std::vector<std::pair<Var*, bool>> order;  // (variable, exclusive), in lock order
+    OP_REQUIRES_OK(ctx, Variables(ctx, handles, &vars, &order));
     std::vector<tensorflow::mutex_lock> locks;
     std::vector<tensorflow::tf_shared_lock> shared_locks;
     locks.reserve(order.size());
@@ -391,6 +380,30 @@ class UpdateResourceBase : public OpKernel {
   // The N + M handles, shadows first.
   virtual void Handles(OpKernelContext* ctx, std::vector<const tensorflow::ResourceHandle*>* handles) = 0;
 
+  // The variables of `handles` and the order to lock them in.
+  virtual absl::Status Variables(OpKernelContext* ctx, const std::vector<const tensorflow::ResourceHandle*>& handles,
+                                 std::vector<tensorflow::core::RefCountPtr<Var>>* vars,
+                                 std::vector<std::pair<Var*, bool>>* order) {
+    TF_RETURN_IF_ERROR(LookupVariables(ctx, handles, vars));
+    LockOrder(*vars, order);
+    return absl::OkStatus();
+  }
+
+  // Each variable is locked once, in address order as TF's training ops do
+  // so that ops sharing variables cannot deadlock: exclusively if it is a
+  // shadow (as AssignSubVariableOp), shared if it is only read (as
+  // ReadVariableOp). A shadow listed twice would be updated twice in
+  // parallel, so it is refused (the Python side never sends one).
+  void LockOrder(const std::vector<tensorflow::core::RefCountPtr<Var>>& vars,
+                 std::vector<std::pair<Var*, bool>>* order) const {
+    order->clear();
+    order->reserve(n_ + m_);
+    for (int i = 0; i < n_ + m_; ++i) order->emplace_back(vars[i].get(), i < n_);
+    std::sort(order->begin(), order->end(), [](const std::pair<Var*, bool>& a, const std::pair<Var*, bool>& b) {
+      return a.first->mu() != b.first->mu() ? a.first->mu() < b.first->mu() : a.second > b.second;
+    });
+  }
+
   int n_ = 0;
   int m_ = 0;
   int first_tensor_ = 0;  // input index of the first value tensor
@@ -432,8 +445,41 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
     for (size_t i = 0; i < handles_.size(); ++i) (*handles)[i] = &handles_[i];
   }
 
+  // The names never change, so the variables found by the first run (and
+  // their lock order) are kept for later ones, which saves a hash lookup per
+  // variable per step. A kept variable that the resource manager no longer
+  // holds (deleted, then perhaps created again under its name) has no
+  // reference but ours: all are looked up again then.
+  absl::Status Variables(OpKernelContext* ctx, const std::vector<const tensorflow::ResourceHandle*>& handles,
+                         std::vector<tensorflow::core::RefCountPtr<Var>>* vars,
+                         std::vector<std::pair<Var*, bool>>* order) override {
+    tensorflow::mutex_lock l(cache_mu_);
+    bool valid = cached_.size() == handles.size();
+    for (size_t i = 0; valid && i < cached_.size(); ++i) valid = !cached_[i]->RefCountIsOne();
+    if (!valid) {
+      cached_.clear();
+      absl::Status status = LookupVariables(ctx, handles, &cached_);
+      if (!status.ok()) {
+        cached_.clear();
+        return status;
+      }
+      LockOrder(cached_, &cached_order_);
+    }
+    vars->clear();
+    vars->reserve(cached_.size());
+    for (const auto& var : cached_) {
+      var->Ref();
+      vars->emplace_back(var.get());
+    }
+    *order = cached_order_;
+    return absl::OkStatus();
+  }
+
  private:
   std::vector<tensorflow::ResourceHandle> handles_;
+  tensorflow::mutex cache_mu_;
+  std::vector<tensorflow::core::RefCountPtr<Var>> cached_;
+  std::vector<std::pair<Var*, bool>> cached_order_;
 };
 
 // ---------------------------------------------------------------------------

@@ -356,6 +356,15 @@ def test_without_a_compiler_one_line_notice_then_graph_ops(no_library, session, 
     assert "Tf1EmaUpdate" not in op_types(session.graph, "")
 
 
+def test_notice_can_be_turned_off(no_library, monkeypatch, session, capsys):
+    """With notice_enabled off (tf1-ema run and the kernel, unless --tf-log) the fallback prints nothing."""
+    monkeypatch.setattr(_update_op, "notice_enabled", False)
+    shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
+    _update_op.fused_update([shadow], [tf.ones(3)], 0.5)
+    assert capsys.readouterr().err == ""
+    assert "no C++ compiler found" in _update_op._failure
+
+
 def test_fast_0_does_not_even_try_to_build(no_library, monkeypatch, session, capsys):
     """With TF1_EMA_FAST=0 nothing is compiled and nothing is printed."""
     monkeypatch.setenv(_update_op.FAST_ENV, "0")

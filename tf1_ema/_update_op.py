@@ -68,6 +68,9 @@ _lock = threading.Lock()
 _library = None  # the loaded op module, once built
 _failure: Optional[str] = None  # why it could not be built, once tried
 _notice_printed = False
+# Whether the fallback notice is printed (tf1-ema run and the kernel turn it off
+# unless --tf-log: a TF1 program's output must stay its own).
+notice_enabled = True
 
 
 # ---------------------------------------------------------------------------
@@ -171,7 +174,7 @@ def load_library():
             # Anything from a missing compiler to a stale TensorFlow ABI: the
             # graph path computes the same bits, only slower.
             _failure = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if _failure is not None and not _notice_printed:
+        if _failure is not None and not _notice_printed and notice_enabled:
             _notice_printed = True
             print(
                 "tf1_ema: fast EMA update unavailable (%s); using graph ops, same values, slower. "

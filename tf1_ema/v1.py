@@ -252,6 +252,10 @@ def install(is_user_code: Callable[[dict], bool], reference: bool = False) -> No
     """
     tf = _import_tensorflow()
     namespace(reference)
+    from tf1_ema import _update_op
+
+    # Quiet unless --tf-log: without a compiler the EMA is slower, not different.
+    _update_op.notice_enabled = not _State.quiet
     _State.is_user_code = is_user_code
     _State.reference = bool(reference)
     if _State.installed:

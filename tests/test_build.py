@@ -20,6 +20,7 @@ import tensorflow as tf
 import tf1_ema
 import tf1_ema.ema
 from tf1_ema import _build
+from tf1_ema import _update_op
 
 v1 = tf.compat.v1
 
@@ -70,10 +71,17 @@ def tf1_behaviour():
             v1.enable_resource_variables()
 
 
-@pytest.fixture(params=["tf2-graph", "tf1"])
-def mode(request):
-    """Each test runs in TF2 graph mode (resource variables, cond_v2) and in TF1 mode."""
-    if request.param == "tf1":
+@pytest.fixture(params=["tf2-graph", "tf1", "tf2-graph-no-library", "tf1-no-library"])
+def mode(request, monkeypatch):
+    """Each test runs in TF2 graph mode (resource variables, cond_v2) and in TF1 mode.
+
+    In the ``-no-library`` modes the op library is unavailable (no compiler):
+    shadows start from TF's conditional ops instead of ``Tf1EmaInitialValue``
+    and updates use TF's ops instead of the fused one.
+    """
+    if request.param.endswith("-no-library"):
+        monkeypatch.setattr(_update_op, "load_library", lambda: None)
+    if request.param.startswith("tf1"):
         with tf1_behaviour():
             yield request.param
     else:
@@ -759,3 +767,17 @@ def test_replica_device_setter_places_like_tf1(mode):
     assert_same_graph_state(ref, fast)
     assert fast[1]["devices"] == ref[1]["devices"]
     assert len(set(ref[1]["devices"])) == 3
+
+
+def test_shadow_initial_value_is_one_node_where_the_library_serves(mode):
+    """With the op library a shadow starts from one Tf1EmaInitialValue(Ref) node, without it from TF's conditional."""
+    graph = tf.Graph()
+    with graph.as_default():
+        w = v1.get_variable("w", shape=[3])
+        fast_apply(v1.train.ExponentialMovingAverage(0.9), [w])
+        shadow = [v for v in v1.global_variables() if v.op.name == "w/ExponentialMovingAverage"][0]
+        op_type = shadow._initial_value.op.type  # pylint: disable=protected-access
+    if mode.endswith("-no-library"):
+        assert op_type == ("Merge" if mode.startswith("tf1") else "If")
+    else:
+        assert op_type == ("Tf1EmaInitialValueRef" if mode.startswith("tf1") else "Tf1EmaInitialValue")

@@ -13,12 +13,17 @@ update through ``merge_call`` and ``strategy.extended.update``, with a
 ``1 - decay``, a cast and an unused read-after-write per variable. This module
 builds the same variables and the same values with less:
 
-* the conditional is two nodes, ``VarIsInitializedOp`` and an ``If`` that is
+* the conditional is one node, ``Tf1EmaInitialValue`` (``...Ref`` for a ref
+  variable) from tf1_ema's op library (``tf1_ema._update_op``), where that
+  library is available and the variable surely lives on this process's CPU.
+  Elsewhere it is two nodes, ``VarIsInitializedOp`` and an ``If`` that is
   not lowered and whose one-op branch functions are shared by every shadow of
   a dtype (a session instantiates them once); a ref variable cannot enter a
-  function unread, so its conditional is a v1 ``RefSwitch``/``Merge``. Either
-  way the variable is read only if it is initialized when the shadow's
-  initializer runs, exactly as with TF1's ``cond``;
+  function unread, so its conditional is then a v1 ``RefSwitch``/``Merge``.
+  Every way the variable is read only if it is initialized when the shadow's
+  initializer runs, exactly as with TF1's ``cond``. Fewer nodes matter most
+  in the first ``global_variables_initializer()`` run, where Grappler
+  optimizes the whole initializer graph node by node;
 * the shadow's name comes from the public ``variable_scope`` TF1 opens, so
   variable-scope and name-scope uniquification are TF1's own code; the
   variable is registered in the variable store under TF1's key, so
@@ -38,10 +43,11 @@ variables, shapes not fully defined, a ref variable under v2 control flow)
 goes to the caller's reference path. Differences that reach no variable,
 value, name of a variable or checkpoint:
 
-* the initial-value conditional is the ``If`` (or ``RefSwitch``/``Merge``)
-  above, not TF1's ``If`` with two functions per variable (v2 control flow) or
-  v1 ``cond`` with a ``CondContext``: the graph has two library functions per
-  dtype instead of two per variable, no ``cond_context`` entries, and under v1
+* the initial-value conditional is the one node or the ``If`` (or
+  ``RefSwitch``/``Merge``) above, not TF1's ``If`` with two functions per
+  variable (v2 control flow) or v1 ``cond`` with a ``CondContext``: the graph
+  has at most two library functions per dtype instead of two per variable, no
+  ``cond_context`` entries, and under v1
   control flow TF1's guard rewrite is applied to the variable's initial value
   only, not to the branch reading the variable itself (a rewrite that changes
   no value but adds a second conditional per variable);
@@ -55,7 +61,7 @@ value, name of a variable or checkpoint:
   ``cond_3/Identity`` could be named differently.
 
 Costs that remain per variable, and why: the shadow's own ops (a handle, its
-initializer, its read), the two-node conditional, and TF's Grappler, which
+initializer, its read), the conditional, and TF's Grappler, which
 every first ``session.run`` spends time on per node; see
 benchmarks/bench_first_step.py.
 
@@ -73,6 +79,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
+
+from tf1_ema import _update_op
 
 _v1 = tf.compat.v1
 
@@ -458,7 +466,17 @@ def _initialized_value(graph, var, ema_name: str):
         initial_value = _guard_uninitialized(var._shared_name + "/" + ema_name + "/", initial_value)
     dtype = var.dtype.base_dtype
     t = _type_attr(dtype)
-    if isinstance(var, _ref_variable.RefVariable):
+    is_ref = isinstance(var, _ref_variable.RefVariable)
+    if _update_op.library_for(var) is not None:
+        # One node (tf1_ema/cc/ema_update.cc) instead of the conditional below.
+        graph.unique_name("IsVariableInitialized" if is_ref else "VarIsInitializedOp")  # TF1 parity: name consumed
+        if is_ref:
+            with graph.device(var.device):
+                ref = var._ref()  # pylint: disable=protected-access
+                return _ref_op(graph, "Tf1EmaInitialValueRef", [ref, initial_value], [dtype], name="cond", T=t).outputs[0]
+        with graph.colocate_with(var.op):
+            return _op(graph, "Tf1EmaInitialValue", [var.handle, initial_value], [dtype], name="cond", T=t).outputs[0]
+    if is_ref:
         ref = var._ref()  # pylint: disable=protected-access
         with graph.device(var.device):
             initialized = _ref_op(graph, "IsVariableInitialized", [ref], [tf.bool], dtype=t).outputs[0]

@@ -61,7 +61,7 @@ SOURCE = Path(__file__).with_name("cc") / "ema_update.cc"
 # -ffp-contract=off: `s - d * k` must stay a multiply then a subtract.
 CXX_FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared", "-w")
 FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
-OP_TYPES = ("Tf1EmaUpdate", "Tf1EmaUpdateByName", "Tf1EmaUpdateRef")
+OP_TYPES = ("Tf1EmaUpdate", "Tf1EmaUpdateByName", "Tf1EmaUpdateRef", "Tf1EmaInitialValue", "Tf1EmaInitialValueRef")
 BUILD_TIMEOUT_S = 600  # a build takes 6-20 s on 2 cores; a hung compiler must not hang training
 
 _lock = threading.Lock()
@@ -257,6 +257,27 @@ def _is_ref_variable(v) -> bool:
     return _tf_internal.use_resource_like(v) is False
 
 
+@functools.lru_cache(maxsize=None)
+def _gpu_present() -> bool:
+    """Whether this process sees a GPU (the placer may then put unplaced ops there)."""
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def library_for(variable):
+    """The loaded op module if ops on ``variable``'s device can use it, else None.
+
+    None with ``TF1_EMA_FAST=0``, when the library cannot be built, and for a
+    variable that may live on a GPU or another job (the ops have CPU kernels
+    only).
+    """
+    if not fast_path_enabled():
+        return None
+    library = load_library()
+    if library is None or not _on_local_cpu(variable, _gpu_present()):
+        return None
+    return library
+
+
 def _on_local_cpu(v, gpu_present: bool) -> bool:
     """Whether ``v`` surely lives on a CPU of this process, where the op has a kernel."""
     spec = tf.DeviceSpec.from_string(v.device or "")
@@ -400,7 +421,7 @@ def fused_update(
 
         fast = fast_path_enabled() and bool(shadows) and not tf.distribute.has_strategy()
         library = load_library() if fast else None
-        gpu_present = bool(tf.config.list_physical_devices("GPU")) if library is not None else True
+        gpu_present = _gpu_present() if library is not None else True
         groups: Dict = {}  # (kind, device) -> list of indices
         rest: List[int] = []
         for i, (s, v) in enumerate(zip(shadows, values)):
@@ -416,7 +437,9 @@ def fused_update(
                 if kind == "resource":
                     updates.append(_resource_update(shadows, values, idx, one_minus_decay, library))
                 else:
-                    vals = [values[i] for i in idx]
+                    # A ref variable's value is its ref, read by the op: TF1's `read`
+                    # snapshot computes nothing, but costs a node in the first run.
+                    vals = [values[i]._ref() if _is_ref_variable(values[i]) else values[i] for i in idx]
                     updates.append(library.tf1_ema_update_ref([shadows[i] for i in idx], vals, one_minus_decay))
         casts: Dict = {}
         for i in rest:

@@ -535,10 +535,93 @@ class Tf1EmaUpdateRefOp : public OpKernel {
   bool use_locking_ = false;
 };
 
+// ---------------------------------------------------------------------------
+// A shadow's initial value: its variable's value if the variable is
+// initialized, else the variable's initial value. TF1 builds this as a
+// conditional (a VarIsInitializedOp or IsVariableInitialized and an If, or
+// RefSwitch/Switch/Merge); one node does the same, and every node saved
+// counts in the first session run, where Grappler optimizes the whole
+// initializer graph node by node.
+// ---------------------------------------------------------------------------
+
+// Resource variables: VarIsInitializedOp's test, then ReadVariableOp's read.
+class Tf1EmaInitialValueOp : public OpKernel {
+ public:
+  explicit Tf1EmaInitialValueOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("T", &dtype_));
+  }
+
+  void Compute(OpKernelContext* ctx) override {
+    tensorflow::core::RefCountPtr<Var> var;
+    if (!tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &var).ok() || !var->is_initialized) {
+      ctx->set_output(0, ctx->input(1));
+      return;
+    }
+    tensorflow::tf_shared_lock lock(*var->mu());
+    const Tensor& value = *var->tensor();
+    OP_REQUIRES(ctx, value.dtype() == dtype_,
+                absl::InvalidArgumentError(absl::StrCat(
+                    "Trying to read variable with wrong dtype. Expected ", tensorflow::DataTypeString(dtype_),
+                    " got ", tensorflow::DataTypeString(value.dtype()))));
+    if (!var->copy_on_read_mode.load()) {
+      ctx->set_output(0, value);  // shares the buffer, as ReadVariableOp does
+      return;
+    }
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, value.shape(), &out));
+    if (value.TotalBytes() > 0) std::memcpy(out->data(), value.data(), value.TotalBytes());
+  }
+
+ private:
+  DataType dtype_;
+};
+
+// Ref variables: IsVariableInitialized's test, then the value the variable holds.
+class Tf1EmaInitialValueRefOp : public OpKernel {
+ public:
+  explicit Tf1EmaInitialValueRefOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
+
+  void Compute(OpKernelContext* ctx) override {
+    Tensor value = ctx->mutable_input(0, false);
+    ctx->set_output(0, value.IsInitialized() ? value : ctx->input(1));
+  }
+};
+
 }  // namespace
 }  // namespace tf1_ema
 
 namespace tensorflow {
+
+REGISTER_OP("Tf1EmaInitialValue")
+    .Input("variable: resource")
+    .Input("initial_value: T")
+    .Output("value: T")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetIsStateful()
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(1));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+The variable's value if it is initialized, else initial_value (a shadow's initial value).
+)doc");
+
+REGISTER_OP("Tf1EmaInitialValueRef")
+    .Input("variable: Ref(T)")
+    .Input("initial_value: T")
+    .Output("value: T")
+    .Attr("T: {half, bfloat16, float, double}")
+    .SetAllowsUninitializedInput()
+    .SetShapeFn([](shape_inference::InferenceContext* c) {
+      c->set_output(0, c->input(1));
+      return absl::OkStatus();
+    })
+    .Doc(R"doc(
+Tf1EmaInitialValue for a ref variable.
+)doc");
+
+REGISTER_KERNEL_BUILDER(Name("Tf1EmaInitialValue").Device(DEVICE_CPU), tf1_ema::Tf1EmaInitialValueOp);
+REGISTER_KERNEL_BUILDER(Name("Tf1EmaInitialValueRef").Device(DEVICE_CPU), tf1_ema::Tf1EmaInitialValueRefOp);
 
 REGISTER_OP("Tf1EmaUpdate")
     .Input("shadows: N * resource")

@@ -781,3 +781,26 @@ def test_shadow_initial_value_is_one_node_where_the_library_serves(mode):
         assert op_type == ("Merge" if mode.startswith("tf1") else "If")
     else:
         assert op_type == ("Tf1EmaInitialValueRef" if mode.startswith("tf1") else "Tf1EmaInitialValue")
+
+
+def test_fast_subscope_closing_zeroes_what_tf_zeroes():
+    """Opening and closing variable scopes with the bisecting store leaves the counts TF's own scan leaves."""
+    from tensorflow.python.ops import variable_scope as vs
+
+    rng = np.random.default_rng(11)
+    parts = ["a", "a_1", "b", "a/b", "ab", "a/b/c", "b/a", "a-"]
+    names = sorted({"/".join(rng.choice(parts, size=rng.integers(1, 4))) for _ in range(60)})
+    tf_store, our_store = vs._VariableScopeStore(), vs._VariableScopeStore()
+    with _build._FastSubscopeClosing(our_store):
+        for step in range(400):
+            name = names[rng.integers(len(names))]
+            action = rng.integers(4)
+            for store in (tf_store, our_store):
+                if step % 50 == 0:
+                    store.variable_scopes_count = dict(store.variable_scopes_count)  # as a VariableScope exit does
+                elif action < 2:
+                    store.open_variable_scope(name)
+                else:
+                    store.close_variable_subscopes(name)
+            assert our_store.variable_scopes_count == tf_store.variable_scopes_count
+    assert "open_variable_scope" not in vars(our_store)  # the store's own methods are back

@@ -73,6 +73,7 @@ against TF1, variable attribute by attribute and op by op.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
@@ -114,6 +115,55 @@ def _op_callbacks_active() -> bool:
 def _has_variable_creator(graph) -> bool:
     """True inside ``tf.variable_creator_scope``: a creator must see TF1's own call."""
     return bool(graph._variable_creator_stack)  # pylint: disable=protected-access
+
+
+class _FastSubscopeClosing:
+    """While active, TF's variable-scope counts close sub-scopes by bisection instead of a full scan.
+
+    Leaving a ``variable_scope`` zeroes the count of every variable scope
+    below it (``_VariableScopeStore.close_variable_subscopes``), scanning all
+    the counts of the graph: one scan per shadow makes ``apply()`` quadratic
+    in the number of variables. Here the counts' names are kept sorted, so
+    the same counts are zeroed with a bisection. The store's two methods are
+    shadowed on the (thread-local) store instance and restored on exit.
+    """
+
+    def __init__(self, store):
+        self._store = store
+        self._counts = None
+        self._names: List[str] = []
+
+    def __enter__(self):
+        self._store.open_variable_scope = self._open
+        self._store.close_variable_subscopes = self._close
+        return self
+
+    def __exit__(self, *exc):
+        del self._store.open_variable_scope
+        del self._store.close_variable_subscopes
+
+    def _sorted_counts(self) -> dict:
+        counts = self._store.variable_scopes_count
+        if counts is not self._counts or len(counts) != len(self._names):  # replaced by a VariableScope's exit
+            self._counts, self._names = counts, sorted(counts)
+        return counts
+
+    def _open(self, scope_name: str) -> None:
+        counts = self._sorted_counts()
+        if scope_name not in counts:
+            bisect.insort(self._names, scope_name)
+            counts[scope_name] = 0
+        counts[scope_name] += 1
+
+    def _close(self, scope_name: Optional[str]) -> None:
+        if scope_name is None:
+            type(self._store).close_variable_subscopes(self._store, None)
+            return
+        counts, names, prefix = self._sorted_counts(), self._names, scope_name + "/"
+        i = bisect.bisect_left(names, prefix)
+        while i < len(names) and names[i].startswith(prefix):
+            counts[names[i]] = 0
+            i += 1
 
 
 def _guard_uninitialized(name: str, value):
@@ -588,16 +638,17 @@ def create_shadows(
     graph = _v1.get_default_graph()
     blocked = scope_blocker(graph)
     shadows = {}
-    for primary, dtype in zip(var_list, dtypes):
-        if primary.ref() in shadows:
-            continue
-        if blocked or fast_path_blocker(primary, graph):
-            shadow = fallback(primary)
-        elif isinstance(primary, tf.Variable):
-            shadow = _shadow_of_variable(graph, primary, ema_name, dtype)
-        else:
-            shadow = _shadow_of_tensor(graph, primary, ema_name, dtype)
-        shadows[primary.ref()] = shadow
+    with _FastSubscopeClosing(_vs.get_variable_scope_store()):
+        for primary, dtype in zip(var_list, dtypes):
+            if primary.ref() in shadows:
+                continue
+            if blocked or fast_path_blocker(primary, graph):
+                shadow = fallback(primary)
+            elif isinstance(primary, tf.Variable):
+                shadow = _shadow_of_variable(graph, primary, ema_name, dtype)
+            else:
+                shadow = _shadow_of_tensor(graph, primary, ema_name, dtype)
+            shadows[primary.ref()] = shadow
     return shadows
 
 

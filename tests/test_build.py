@@ -804,3 +804,28 @@ def test_fast_subscope_closing_zeroes_what_tf_zeroes():
                     store.close_variable_subscopes(name)
             assert our_store.variable_scopes_count == tf_store.variable_scopes_count
     assert "open_variable_scope" not in vars(our_store)  # the store's own methods are back
+
+
+def test_variables_initialized_from_shadows_like_tf1(mode):
+    """Variables whose initial values read a shadow (TF's guard rewrites those) start from TF1's values."""
+    if not mode.startswith("tf1"):
+        pytest.skip("initialized_value() needs ref variables")
+
+    def model(apply):
+        w = v1.get_variable("w", initializer=np.arange(3, dtype=np.float32))
+        ema = v1.train.ExponentialMovingAverage(0.5)
+        apply(ema, [w])
+        shadow = ema.average(w)
+        u = v1.Variable(shadow.initialized_value() * 2, name="u")
+        r = v1.get_variable("r", initializer=shadow.initial_value + 1.0)
+        slow = v1.train.ExponentialMovingAverage(0.9, name="slow")
+        apply(slow, [shadow])  # an average of an average
+        return [u, r, slow.average(shadow)]
+
+    (g_ref, ref), (g_fast, fast) = twin(model)
+    values = []
+    for graph, tensors in ((g_ref, ref), (g_fast, fast)):
+        with v1.Session(graph=graph) as sess:
+            sess.run(v1.variables_initializer(v1.global_variables()))
+            values.append(sess.run(tensors))
+    assert_bits_equal(values[1], values[0])

@@ -517,15 +517,9 @@ def _initialized_value(graph, var, ema_name: str):
     dtype = var.dtype.base_dtype
     t = _type_attr(dtype)
     is_ref = isinstance(var, _ref_variable.RefVariable)
-    if _update_op.library_for(var) is not None:
-        # One node (tf1_ema/cc/ema_update.cc) instead of the conditional below.
-        graph.unique_name("IsVariableInitialized" if is_ref else "VarIsInitializedOp")  # TF1 parity: name consumed
-        if is_ref:
-            with graph.device(var.device):
-                ref = var._ref()  # pylint: disable=protected-access
-                return _ref_op(graph, "Tf1EmaInitialValueRef", [ref, initial_value], [dtype], name="cond", T=t).outputs[0]
-        with graph.colocate_with(var.op):
-            return _op(graph, "Tf1EmaInitialValue", [var.handle, initial_value], [dtype], name="cond", T=t).outputs[0]
+    value = _one_node_initial_value(graph, var, initial_value, is_ref)
+    if value is not None:
+        return value
     if is_ref:
         ref = var._ref()  # pylint: disable=protected-access
         with graph.device(var.device):
@@ -555,6 +549,38 @@ def _initialized_value(graph, var, ema_name: str):
             output_shapes=_attr(shapes=[var.get_shape()]),
         )
     return if_op.outputs[0]
+
+
+def _one_node_initial_value(graph, var, initial_value, is_ref: bool):
+    """The initial value of ``var``'s shadow as one op of tf1_ema's library, or None where it cannot serve.
+
+    ``Tf1EmaInitialValue`` names a resource variable by container and shared
+    name; ``Tf1EmaInitialValueRef`` reads a ref variable as a plain input that
+    may be uninitialized (see tf1_ema/cc/ema_update.cc).
+    """
+    if _update_op.library_for(var) is None:
+        return None
+    dtype = var.dtype.base_dtype
+    t = _type_attr(dtype)
+    if is_ref:
+        graph.unique_name("IsVariableInitialized")  # TF1 parity: the name TF1's conditional consumes
+        ref = var._ref()  # pylint: disable=protected-access
+        with graph.device(var.device), graph.colocate_with(var.op):
+            return graph._create_op_internal(  # pylint: disable=protected-access
+                "Tf1EmaInitialValueRef", [ref, initial_value], [dtype], input_types=[dtype, dtype], name="cond",
+                attrs={"T": t},
+            ).outputs[0]
+    names = _update_op.handle_op_name(var)
+    if names is None or (not names[0] and graph._container):  # pylint: disable=protected-access
+        # Not a named VarHandleOp of this graph; or TF would fill the op's
+        # empty `container` with the tf.container() scope's, not the variable's.
+        return None
+    graph.unique_name("VarIsInitializedOp")  # TF1 parity: the name TF1's conditional consumes
+    with graph.colocate_with(var.op):
+        return _op(
+            graph, "Tf1EmaInitialValue", [initial_value], [dtype], name="cond", T=t,
+            container=_attr(s=names[0].encode()), shared_name=_attr(s=names[1].encode()),
+        ).outputs[0]
 
 
 def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value, dtype, use_resource: bool, tf1_kwargs):

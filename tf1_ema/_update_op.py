@@ -20,9 +20,9 @@ the TensorFlow version, the source and the compiler (``python -m
 tf1_ema._update_op`` builds it ahead of time). When it cannot be built
 (no compiler, no headers), the update falls back to graph ops and one line on
 stderr says why; ``TF1_EMA_FAST=0`` turns the custom op off. The graph path is
-still cheaper than TF1's: ``ResourceApplyGradientDescent(shadow, k, shadow -
-value)`` computes shadow - (shadow - value) * k with the same roundings in two
-kernels instead of three.
+still cheaper than TF1's on a CPU: ``ResourceApplyGradientDescent(shadow, k,
+shadow - value)`` computes shadow - (shadow - value) * k with the same
+roundings in two kernels instead of three.
 
 Only CPU kernels exist: a shadow that may live on a GPU, on a remote job, or
 inside a distribution strategy takes the graph path.
@@ -252,6 +252,11 @@ def _is_plain_resource_variable(v) -> bool:
     )
 
 
+def _reads_by_handle(v) -> bool:
+    """Whether the op may read ``v`` itself: TF1 reads a variable with a caching device through its cached copy."""
+    return _is_plain_resource_variable(v) and getattr(v, "_caching_device", None) is None
+
+
 def _is_ref_variable(v) -> bool:
     """A TF1 ref variable (``use_resource=False``)."""
     return _tf_internal.use_resource_like(v) is False
@@ -306,10 +311,11 @@ def _fusable_kind(shadow, value, gpu_present: bool) -> Optional[str]:
 def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
     """One shadow's update on stock ops: shadow -= (shadow - value) * one_minus_decay.
 
-    For a resource variable this is ``ResourceApplyGradientDescent(shadow, k,
-    shadow - value)``, which computes shadow - k * (shadow - value) with the
-    same roundings as TF1's Sub, Mul, AssignSub, in two kernels; for anything
-    else it is TF1's own ``assign_sub``.
+    For a resource variable on this process's CPU this is
+    ``ResourceApplyGradientDescent(shadow, k, shadow - value)``, which computes
+    shadow - k * (shadow - value) with the same roundings as TF1's Sub, Mul,
+    AssignSub, in two kernels; for anything else (a GPU kernel may fuse the
+    multiply-add) it is TF1's own ``assign_sub``.
 
     Args:
       shadow: the shadow variable.
@@ -319,7 +325,9 @@ def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
     Returns:
       The update op.
     """
-    if _is_plain_resource_variable(shadow) and not tf.distribute.has_strategy():
+    # Only on a CPU: a GPU build of ResourceApplyGradientDescent may fuse the
+    # multiply and the subtract, which rounds once where TF1 rounds twice.
+    if _is_plain_resource_variable(shadow) and not tf.distribute.has_strategy() and _on_local_cpu(shadow, _gpu_present()):
         return tf.raw_ops.ResourceApplyGradientDescent(
             var=shadow.handle, alpha=one_minus_decay_cast, delta=shadow - value
         )
@@ -327,7 +335,7 @@ def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
     return update if isinstance(update, tf.Operation) else update.op
 
 
-def _handle_op_name(v) -> Optional[tuple]:
+def handle_op_name(v) -> Optional[tuple]:
     """``(container, shared_name)`` of a graph-mode variable's VarHandleOp, else None (eager, functions)."""
     handle = v.handle
     if not tf.is_symbolic_tensor(handle):
@@ -351,15 +359,17 @@ def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Opera
     running those ops every step; elsewhere (eager, tf.function) their handles
     are inputs (``Tf1EmaUpdate``).
     """
-    by_handle = [i for i in idx if _is_plain_resource_variable(values[i]) and values[i].device == shadows[i].device]
+    by_handle = [i for i in idx if _reads_by_handle(values[i]) and values[i].device == shadows[i].device]
     handled = set(by_handle)
     by_tensor = [i for i in idx if i not in handled]
     variables = [shadows[i] for i in by_handle + by_tensor] + [values[i] for i in by_handle]
     tensors = [values[i] for i in by_tensor]
     for v in variables:
         _tf_internal.mark_read(v)
-    names = [_handle_op_name(v) for v in variables]
-    if all(names):
+    names = [handle_op_name(v) for v in variables]
+    # Under tf.container() TF fills the op's empty `container` attribute,
+    # which names the container of the entries left empty (ema_update.cc).
+    if all(names) and not (variables[0].graph._container and any(not c for c, _ in names)):  # pylint: disable=protected-access
         # The op has no handle inputs to pin it to the shadows' device: colocate it.
         with variables[0].graph.colocate_with(variables[0].op):
             return library.tf1_ema_update_by_name(

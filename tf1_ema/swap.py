@@ -400,8 +400,9 @@ def _writers(plan: _Plan) -> Dict[str, Tuple[tf.Operation, Any, Any]]:
     by_name = {}  # (container, shared name) -> the fused ops naming that variable
     for op in plan.graph.get_operations():
         if op.type == _BY_NAME_WRITER:
-            for key in zip(op.get_attr("containers"), op.get_attr("shared_names")):
-                by_name.setdefault(key, []).append(op)
+            default = op.get_attr("container")  # for the empty entries
+            for container, name in zip(op.get_attr("containers"), op.get_attr("shared_names")):
+                by_name.setdefault((container or default, name), []).append(op)
     writers = {}
     for var, shadow in plan.pairs:
         # The shadow first: an EMA update reads the variable but writes the shadow.

@@ -30,8 +30,10 @@
 // copied and then updated.
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <unordered_map>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -277,10 +279,13 @@ absl::Status LookupVariables(OpKernelContext* ctx, const std::vector<const tenso
   for (size_t i = 0; i < handles.size(); ++i) {
     if (!(*vars)[i]) {
       // The message and error class of ReadVariableOp, which TF1 code may catch.
+      tensorflow::core::RefCountPtr<Var> missing;
+      const absl::Status status = tensorflow::LookupResource(ctx, *handles[i], &missing);
       return absl::FailedPreconditionError(absl::StrCat(
           "Could not find variable ", handles[i]->name(),
           ". This could mean that the variable has been deleted. In TF1, it can also mean the variable is "
-          "uninitialized. Debug info: container=", handles[i]->container()));
+          "uninitialized. Debug info: container=", handles[i]->container(),
+          ", status error message=", status.message()));
     }
   }
   return absl::OkStatus();
@@ -425,19 +430,61 @@ class Tf1EmaUpdateOp : public UpdateResourceBase {
 // shared names of graph-mode VarHandleOps, exactly as those ops make them
 // each step. With thousands of small variables, the VarHandleOps the executor
 // would otherwise run every step cost as much as the whole update.
+// How many references the caches of Tf1EmaUpdateByName kernels hold on each
+// variable, process-wide. A variable whose reference count is no higher is
+// held by those caches alone: the resource manager deleted it.
+class CacheHolds {
+ public:
+  // Counts one more cached reference to `var`; the counter stays valid while it is held.
+  static std::atomic<int>* Hold(const Var* var) {
+    tensorflow::mutex_lock l(mu());
+    std::atomic<int>& holds = map().try_emplace(var, 0).first->second;
+    holds.fetch_add(1);
+    return &holds;
+  }
+
+  // Counts one cached reference less; call before dropping the reference itself.
+  static void Release(const Var* var) {
+    tensorflow::mutex_lock l(mu());
+    auto it = map().find(var);
+    if (it != map().end() && it->second.fetch_sub(1) == 1) map().erase(it);
+  }
+
+ private:
+  static tensorflow::mutex& mu() {
+    static auto* m = new tensorflow::mutex;
+    return *m;
+  }
+  static std::unordered_map<const Var*, std::atomic<int>>& map() {
+    static auto* m = new std::unordered_map<const Var*, std::atomic<int>>;
+    return *m;
+  }
+};
+
+// Tf1EmaUpdateByName: the handles are made once, from the containers and
+// shared names of graph-mode VarHandleOps, exactly as those ops make them
+// each step. With thousands of small variables, the VarHandleOps the executor
+// would otherwise run every step cost as much as the whole update. An empty
+// container means the op's `container` attribute, which TensorFlow fills
+// like the VarHandleOps' own when a graph is imported under tf.container().
 class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
  public:
   explicit Tf1EmaUpdateByNameOp(OpKernelConstruction* ctx) : UpdateResourceBase(ctx) {
     std::vector<std::string> containers, names;
+    std::string container;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("containers", &containers));
     OP_REQUIRES_OK(ctx, ctx->GetAttr("shared_names", &names));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("container", &container));
     OP_REQUIRES(ctx, containers.size() == names.size() && static_cast<int>(names.size()) == n_ + m_,
                 absl::InvalidArgumentError(absl::StrCat("Tf1EmaUpdateByName: ", containers.size(), " containers and ",
                                                         names.size(), " names for ", n_ + m_, " variables")));
     for (size_t i = 0; i < names.size(); ++i) {
-      handles_.push_back(tensorflow::MakeResourceHandle<Var>(ctx, containers[i], names[i]));
+      const std::string& c = containers[i].empty() ? container : containers[i];
+      handles_.push_back(tensorflow::MakeResourceHandle<Var>(ctx, c, names[i]));
     }
   }
+
+  ~Tf1EmaUpdateByNameOp() override { Drop(); }
 
  protected:
   void Handles(OpKernelContext* ctx, std::vector<const tensorflow::ResourceHandle*>* handles) override {
@@ -447,22 +494,23 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
 
   // The names never change, so the variables found by the first run (and
   // their lock order) are kept for later ones, which saves a hash lookup per
-  // variable per step. A kept variable that the resource manager no longer
-  // holds (deleted, then perhaps created again under its name) has no
-  // reference but ours: all are looked up again then.
+  // variable per step. A kept variable that only such caches still hold was
+  // deleted from the resource manager (and perhaps created again under its
+  // name): all are looked up again then.
   absl::Status Variables(OpKernelContext* ctx, const std::vector<const tensorflow::ResourceHandle*>& handles,
                          std::vector<tensorflow::core::RefCountPtr<Var>>* vars,
                          std::vector<std::pair<Var*, bool>>* order) override {
     tensorflow::mutex_lock l(cache_mu_);
     bool valid = cached_.size() == handles.size();
-    for (size_t i = 0; valid && i < cached_.size(); ++i) valid = !cached_[i]->RefCountIsOne();
+    for (size_t i = 0; valid && i < cached_.size(); ++i) valid = cached_[i]->RefCount() > holds_[i]->load();
     if (!valid) {
-      cached_.clear();
+      Drop();
       absl::Status status = LookupVariables(ctx, handles, &cached_);
       if (!status.ok()) {
         cached_.clear();
         return status;
       }
+      for (const auto& var : cached_) holds_.push_back(CacheHolds::Hold(var.get()));
       LockOrder(cached_, &cached_order_);
     }
     vars->clear();
@@ -476,9 +524,16 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
   }
 
  private:
+  void Drop() {
+    for (const auto& var : cached_) CacheHolds::Release(var.get());
+    cached_.clear();
+    holds_.clear();
+  }
+
   std::vector<tensorflow::ResourceHandle> handles_;
   tensorflow::mutex cache_mu_;
   std::vector<tensorflow::core::RefCountPtr<Var>> cached_;
+  std::vector<std::atomic<int>*> holds_;  // CacheHolds' counter of each cached variable
   std::vector<std::pair<Var*, bool>> cached_order_;
 };
 
@@ -545,16 +600,24 @@ class Tf1EmaUpdateRefOp : public OpKernel {
 // ---------------------------------------------------------------------------
 
 // Resource variables: VarIsInitializedOp's test, then ReadVariableOp's read.
+// The variable is named by the container and shared name of its VarHandleOp,
+// not passed as a handle: TensorFlow's guard against uninitialized
+// dependencies (Variable.__init__) rewrites the inputs of an initial value
+// and would turn a handle input into a value; this op has no such input.
 class Tf1EmaInitialValueOp : public OpKernel {
  public:
   explicit Tf1EmaInitialValueOp(OpKernelConstruction* ctx) : OpKernel(ctx) {
+    std::string container, shared_name;
     OP_REQUIRES_OK(ctx, ctx->GetAttr("T", &dtype_));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("container", &container));
+    OP_REQUIRES_OK(ctx, ctx->GetAttr("shared_name", &shared_name));
+    handle_ = tensorflow::MakeResourceHandle<Var>(ctx, container, shared_name);
   }
 
   void Compute(OpKernelContext* ctx) override {
     tensorflow::core::RefCountPtr<Var> var;
-    if (!tensorflow::LookupResource(ctx, tensorflow::HandleFromInput(ctx, 0), &var).ok() || !var->is_initialized) {
-      ctx->set_output(0, ctx->input(1));
+    if (!tensorflow::LookupResource(ctx, handle_, &var).ok() || !var->is_initialized) {
+      ctx->set_output(0, ctx->input(0));
       return;
     }
     tensorflow::tf_shared_lock lock(*var->mu());
@@ -574,15 +637,20 @@ class Tf1EmaInitialValueOp : public OpKernel {
 
  private:
   DataType dtype_;
+  tensorflow::ResourceHandle handle_;
 };
 
-// Ref variables: IsVariableInitialized's test, then the value the variable holds.
+// Ref variables: IsVariableInitialized's test, then the value the variable
+// holds. The variable's ref enters as a plain input, which the executor lets
+// through uninitialized because the op allows uninitialized inputs (as
+// IsVariableInitialized does); TensorFlow's guard may replace it by the
+// variable's initialized value, which gives the same result.
 class Tf1EmaInitialValueRefOp : public OpKernel {
  public:
   explicit Tf1EmaInitialValueRefOp(OpKernelConstruction* ctx) : OpKernel(ctx) {}
 
   void Compute(OpKernelContext* ctx) override {
-    Tensor value = ctx->mutable_input(0, false);
+    const Tensor& value = ctx->input(0);
     ctx->set_output(0, value.IsInitialized() ? value : ctx->input(1));
   }
 };
@@ -593,21 +661,22 @@ class Tf1EmaInitialValueRefOp : public OpKernel {
 namespace tensorflow {
 
 REGISTER_OP("Tf1EmaInitialValue")
-    .Input("variable: resource")
     .Input("initial_value: T")
     .Output("value: T")
     .Attr("T: {half, bfloat16, float, double}")
+    .Attr("container: string = ''")
+    .Attr("shared_name: string")
     .SetIsStateful()
     .SetShapeFn([](shape_inference::InferenceContext* c) {
-      c->set_output(0, c->input(1));
+      c->set_output(0, c->input(0));
       return absl::OkStatus();
     })
     .Doc(R"doc(
-The variable's value if it is initialized, else initial_value (a shadow's initial value).
+The value of the resource variable (container, shared_name) if it is initialized, else initial_value.
 )doc");
 
 REGISTER_OP("Tf1EmaInitialValueRef")
-    .Input("variable: Ref(T)")
+    .Input("variable: T")
     .Input("initial_value: T")
     .Output("value: T")
     .Attr("T: {half, bfloat16, float, double}")
@@ -617,7 +686,7 @@ REGISTER_OP("Tf1EmaInitialValueRef")
       return absl::OkStatus();
     })
     .Doc(R"doc(
-Tf1EmaInitialValue for a ref variable.
+variable (a ref variable's value) if it is initialized, else initial_value.
 )doc");
 
 REGISTER_KERNEL_BUILDER(Name("Tf1EmaInitialValue").Device(DEVICE_CPU), tf1_ema::Tf1EmaInitialValueOp);
@@ -650,6 +719,7 @@ REGISTER_OP("Tf1EmaUpdateByName")
     .Attr("T: list({half, bfloat16, float, double}) >= 0")
     .Attr("containers: list(string)")
     .Attr("shared_names: list(string)")
+    .Attr("container: string = ''")
     .SetIsStateful()
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       shape_inference::ShapeHandle unused;

@@ -27,6 +27,11 @@ roundings in two kernels instead of three.
 Only CPU kernels exist: a shadow that may live on a GPU, on a remote job, or
 inside a distribution strategy takes the graph path.
 
+The same library holds ``Tf1EmaInitialValue`` and ``Tf1EmaInitialValueRef``,
+one node each for a shadow's initial value (its variable's value if that is
+initialized, else the variable's initial value), which ``tf1_ema._build``
+uses where ``library_for(variable)`` serves.
+
 What changes for users: nothing in the variables (names, shadows, checkpoints,
 ``variables_to_restore``), but the update's ops do. A GraphDef or MetaGraph
 exported with a ``Tf1EmaUpdate`` op imports only where the library is loaded
@@ -212,7 +217,7 @@ def _needs_library(error: Exception) -> bool:
 
 
 def with_library(import_fn: Callable) -> Callable:
-    """Wraps a graph importer so that a graph using the fused update op loads (or builds) the library first.
+    """Wraps a graph importer so that a graph using tf1_ema's ops loads (or builds) the library first.
 
     Without the library TensorFlow refuses such a graph ("Op type not
     registered 'Tf1EmaUpdateByName'"); the wrapper then loads it and imports
@@ -228,7 +233,7 @@ def with_library(import_fn: Callable) -> Callable:
                 raise
             if load_library() is None:
                 raise RuntimeError(
-                    "This graph uses tf1_ema's fused EMA update op, which could not be built here (%s). "
+                    "This graph uses tf1_ema's EMA ops, which could not be built here (%s). "
                     "Install g++, or re-export the graph from a session built with %s=0 (TF1's ops only)."
                     % (_failure, FAST_ENV)
                 ) from e

@@ -252,6 +252,19 @@ def _build_layers(tf: Any) -> types.ModuleType:
         """``tf.contrib.layers.flatten``: keeps the batch dimension, flattens the rest (tf.layers.Flatten)."""
         return _collect(tf, outputs_collections, tf.layers.Flatten(name=scope).apply(inputs))
 
+    def weights_and_biases(normalizer_fn, weights_initializer, weights_regularizer, biases_initializer,
+                           biases_regularizer, trainable, reuse) -> dict:  # fmt: skip
+        """The layer arguments contrib's fully_connected and conv2d share: no bias under a normalizer, Xavier."""
+        return dict(
+            use_bias=normalizer_fn is None and biases_initializer is not None,
+            kernel_initializer=weights_initializer or xavier_initializer(),
+            bias_initializer=tf.zeros_initializer() if biases_initializer in (None, _DEFAULT) else biases_initializer,
+            kernel_regularizer=weights_regularizer,
+            bias_regularizer=biases_regularizer,
+            trainable=trainable,
+            _reuse=reuse,
+        )
+
     def fully_connected(
         inputs, num_outputs: int, activation_fn=relu, normalizer_fn=None, normalizer_params=None,
         weights_initializer=None, weights_regularizer=None, biases_initializer=_DEFAULT,
@@ -266,14 +279,9 @@ def _build_layers(tf: Any) -> types.ModuleType:
         layer = tf.layers.Dense(
             num_outputs,
             activation=None,
-            use_bias=normalizer_fn is None and biases_initializer is not None,
-            kernel_initializer=weights_initializer or xavier_initializer(),
-            bias_initializer=tf.zeros_initializer() if biases_initializer in (None, _DEFAULT) else biases_initializer,
-            kernel_regularizer=weights_regularizer,
-            bias_regularizer=biases_regularizer,
-            trainable=trainable,
             name=scope or "fully_connected",
-            _reuse=reuse,
+            **weights_and_biases(normalizer_fn, weights_initializer, weights_regularizer, biases_initializer,
+                                 biases_regularizer, trainable, reuse),  # fmt: skip
         )
         return _finish_layer(tf, layer, inputs, activation_fn, normalizer_fn, normalizer_params,
                              variables_collections, outputs_collections)  # fmt: skip
@@ -292,14 +300,9 @@ def _build_layers(tf: Any) -> types.ModuleType:
             padding=padding,
             data_format=_channels(data_format),
             dilation_rate=rate,
-            use_bias=normalizer_fn is None and biases_initializer is not None,
-            kernel_initializer=weights_initializer or xavier_initializer(),
-            bias_initializer=tf.zeros_initializer() if biases_initializer in (None, _DEFAULT) else biases_initializer,
-            kernel_regularizer=weights_regularizer,
-            bias_regularizer=biases_regularizer,
-            trainable=trainable,
             name=scope or "Conv",
-            _reuse=reuse,
+            **weights_and_biases(normalizer_fn, weights_initializer, weights_regularizer, biases_initializer,
+                                 biases_regularizer, trainable, reuse),  # fmt: skip
         )
         return _finish_layer(tf, layer, inputs, activation_fn, normalizer_fn, normalizer_params,
                              variables_collections, outputs_collections)  # fmt: skip

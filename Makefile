@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,notebook]'
 	$(BIN)/tf1-ema kernel install --sys-prefix
+	-$(BIN)/python -m tf1_ema._update_op  # compile the fast EMA ops now, not at the first apply()
 	touch $(STAMP)
 
 demo: bootstrap

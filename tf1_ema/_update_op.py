@@ -470,5 +470,8 @@ if __name__ == "__main__":  # python -m tf1_ema._update_op: build ahead of time 
     import time
 
     _start = time.perf_counter()
-    _path = build(force="--force" in sys.argv)
-    print("%s (%.1f s)" % (_path, time.perf_counter() - _start))
+    try:
+        _path = build(force="--force" in sys.argv)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as _e:
+        sys.exit("tf1_ema: op library not built (%s); apply() will use TensorFlow's ops, same values" % _e)
+    print("tf1_ema op library: %s (%.1f s)" % (_path, time.perf_counter() - _start))

@@ -98,3 +98,16 @@ def mark_read(variable) -> None:
     """
     if hasattr(variable, "_variable_read"):
         variable._variable_read = True  # pylint: disable=protected-access
+
+
+def check_same_graph(*values) -> None:
+    """Raises TF1's ValueError ("... must be from the same graph as ...") for tensors of two graphs.
+
+    TF1 parity: ``assign_moving_average`` opens ``name_scope(name,
+    "AssignMovingAvg", [variable, value, decay])``, whose graph check rejects
+    a pair mixing graphs; the fast path builds no such scope per pair, so it
+    runs the same check. The public API has no function for it.
+    """
+    from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
+
+    ops._get_graph_from_inputs(list(values))  # pylint: disable=protected-access

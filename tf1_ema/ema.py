@@ -930,6 +930,7 @@ class ExponentialMovingAverage:
             updates = []
             plain = {}  # fast path: {rule index: (shadows, values)} of TF1's plain update
             debiased = []  # fast path: (shadow, value, decay) of TF1's debiased update
+            mixed_graphs = None  # fast path: TF1's error for a pair mixing graphs, raised once the pairs before it are built
             for var in var_list:
                 policy = self._policies[var.ref()]
                 if policy.action == SKIP:
@@ -944,12 +945,18 @@ class ExponentialMovingAverage:
                 elif not fast or (zero_debias and not avg.shape.is_fully_defined()):
                     # TF1 parity: a debiased shadow of unknown shape fails in get_variable, with TF1's error.
                     updates.append(assign_moving_average(avg, var, decay_of(policy), zero_debias))
-                elif zero_debias:
-                    debiased.append((avg, var, decay_of(policy)))
                 else:
-                    pair = plain.setdefault(policy.rule, ([], []))
-                    pair[0].append(avg)
-                    pair[1].append(var)
+                    try:
+                        _tf_internal.check_same_graph(avg, var, decay_of(policy))
+                    except ValueError as e:
+                        mixed_graphs = e
+                        break
+                    if zero_debias:
+                        debiased.append((avg, var, decay_of(policy)))
+                    else:
+                        pair = plain.setdefault(policy.rule, ([], []))
+                        pair[0].append(avg)
+                        pair[1].append(var)
             for rule, (shadows, values) in plain.items():
                 # TF1 parity: 1 - decay in float32, cast to each shadow's dtype in the op.
                 one_minus_decay = 1.0 - decay_of(self._policies[values[0].ref()])
@@ -957,6 +964,8 @@ class ExponentialMovingAverage:
             if debiased:
                 shadows, values, decays_t = zip(*debiased)
                 updates += _build.build_updates(shadows, values, list(decays_t), [True] * len(debiased))
+            if mixed_graphs is not None:
+                raise mixed_graphs
             return tf.group(*updates, name=scope)
 
     def _create_shadows(self, new: List[Tuple[Any, _Policy]], fast: bool) -> set:

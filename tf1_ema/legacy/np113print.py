@@ -19,8 +19,8 @@ linewidth, suppress, nanstr, infstr, formatter) as NumPy 1.13 did. It imports Nu
 Public functions:
     array2string, array_str, array_repr: the three array printers, 1.13 signatures.
     scalar_str, scalar_repr: a NumPy scalar as 1.13 printed it, or None for other objects.
-    format_str, format_repr: arrays and scalars; None for anything else. These are the
-        element formatters to register with an ``era_repr`` registry.
+    format_str, format_repr: plain ndarrays and scalars; None for anything else.
+    era_formatter, ERA_TYPES: the same as one ``era_repr`` formatter ``(obj, mode)``.
     install, uninstall: route ``ndarray.__str__``/``__repr__`` to this module and back.
 """
 
@@ -39,6 +39,8 @@ __all__ = [
     "scalar_repr",
     "format_str",
     "format_repr",
+    "ERA_TYPES",
+    "era_formatter",
     "install",
     "uninstall",
     "installed",
@@ -648,9 +650,9 @@ def array_repr(arr: np.ndarray, max_line_width: Optional[int] = None, precision:
 
 
 def format_str(obj: Any) -> Optional[str]:
-    """``str(obj)`` in NumPy 1.13 for an array or NumPy scalar; None for anything else.
+    """``str(obj)`` in NumPy 1.13 for an ndarray or NumPy scalar; None for anything else.
 
-    The shape of an ``era_repr`` element formatter: it answers only for objects it owns.
+    ndarray subclasses (``np.matrix``, masked arrays) keep their own ``__str__``.
 
     Args:
         obj: any object.
@@ -658,7 +660,7 @@ def format_str(obj: Any) -> Optional[str]:
     Returns:
         The 1.13 text, or None.
     """
-    if isinstance(obj, np.ndarray):
+    if type(obj) is np.ndarray:
         return array_str(obj)
     return scalar_str(obj)
 
@@ -672,9 +674,27 @@ def format_repr(obj: Any) -> Optional[str]:
     Returns:
         The 1.13 text, or None.
     """
-    if isinstance(obj, np.ndarray):
+    if type(obj) is np.ndarray:
         return array_repr(obj)
     return scalar_repr(obj)
+
+
+#: What ``era_formatter`` answers for, for ``era_repr.register``.
+ERA_TYPES = (np.ndarray, np.generic)
+
+
+def era_formatter(obj: Any, mode: str) -> Optional[str]:
+    """The ``era_repr`` formatter: ``format_str`` for mode "str", ``format_repr`` for "repr".
+
+    Args:
+        obj: an instance of one of ``ERA_TYPES``.
+        mode: "str" (printed on its own) or "repr" (inside a container, or displayed).
+
+    Returns:
+        The NumPy 1.13 text, or None for objects it does not own (ndarray subclasses,
+        void scalars), which then print as they do today.
+    """
+    return format_str(obj) if mode == "str" else format_repr(obj)
 
 
 # --- installing ---------------------------------------------------------------------------

@@ -222,3 +222,43 @@ def test_longdouble_scalars_match_numpy113(exponent, mantissa):
         return
     assert np113print.scalar_repr(value) == ORACLE.scalar_text(value, "repr")
     assert np113print.scalar_str(value) == ORACLE.scalar_text(value, "str")
+
+
+# --- through era_repr: print and displayed values -------------------------------------------
+
+
+@pytest.fixture
+def era_registered():
+    """The NumPy 1.13 formatter registered in era_repr for the test's duration."""
+    from tf1_ema.legacy import era_repr
+
+    era_repr.register("numpy-1.13", np113print.ERA_TYPES, np113print.era_formatter)
+    yield era_repr
+    era_repr.unregister("numpy-1.13")
+
+
+def test_render_walks_containers_with_scalars_and_arrays(era_registered):
+    """render shows NumPy scalars and arrays inside lists, tuples and dicts as NumPy 1.13's print did."""
+    value = [np.float32(4.555), (np.float64(0.1),), {"w": np.float32([1 / 3, 1])}, np.int64(3), np.bool_(True)]
+    assert era_registered.render(value) == (
+        "[4.5549998, (0.10000000000000001,), {'w': array([ 0.33333334,  1.        ], dtype=float32)}, 3, True]"
+    )
+    assert era_registered.render(np.float32(1 / 3)) == "0.333333"
+    assert era_registered.render(np.float32(1 / 3), "repr") == "0.33333334"
+    assert era_registered.render(np.float16(0.1)) == "0.099976"
+
+
+def test_era_print_writes_numpy113_text(era_registered, capsys):
+    """era_print, the print user code gets, writes scalars and arrays with 1.13's text and keeps print's keywords."""
+    era_registered.era_print(np.float32(1 / 3), [np.float32(1 / 3)], np.float32([1e-5, 1.0]), sep="|", end="!\n")
+    assert capsys.readouterr().out == "0.333333|[0.33333334]|[  9.99999975e-06   1.00000000e+00]!\n"
+
+
+def test_ipython_display_uses_numpy113_text(era_registered):
+    """An IPython text/plain formatter hooked by install_ipython shows scalars (also in lists) as 1.13 did."""
+    from IPython.core.formatters import PlainTextFormatter
+
+    formatter = PlainTextFormatter()
+    era_registered.install_ipython(formatter)
+    assert formatter(np.float32(4.555)) == "4.5549998"
+    assert formatter([np.float32(4.555), np.float64(0.1)]) == "[4.5549998, 0.10000000000000001]"

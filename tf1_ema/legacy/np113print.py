@@ -679,8 +679,23 @@ def format_repr(obj: Any) -> Optional[str]:
     return scalar_repr(obj)
 
 
-#: What ``era_formatter`` answers for, for ``era_repr.register``.
-ERA_TYPES = (np.ndarray, np.generic)
+def _scalar_classes() -> Tuple[type, ...]:
+    """np.generic and every subclass NumPy defines, concrete ones included.
+
+    Display hooks look a printer up along the class MRO and stop at the first class that
+    defines ``__repr__``; each concrete NumPy scalar type does, so each needs its entry.
+    """
+    found, pending = [], [np.generic]
+    while pending:
+        kind = pending.pop()
+        if kind not in found:
+            found.append(kind)
+            pending.extend(kind.__subclasses__())
+    return tuple(found)
+
+
+#: What ``era_formatter`` answers for, for ``era_repr.register``: ndarray and NumPy scalars.
+ERA_TYPES = (np.ndarray,) + _scalar_classes()
 
 
 def era_formatter(obj: Any, mode: str) -> Optional[str]:

@@ -153,7 +153,7 @@ def _elements(dtype):
 @st.composite
 def _arrays(draw):
     dtype = np.dtype(draw(st.sampled_from(_DTYPES)))
-    shape = draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=9))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=9))
     if dtype.kind not in "fc":
         return draw(hnp.arrays(dtype, shape))
     # Values are drawn as float64/complex128 and then rounded to the dtype, as user data is.
@@ -173,6 +173,8 @@ _OPTIONS = st.fixed_dictionaries(
         "edgeitems": st.integers(1, 4),
         "linewidth": st.integers(20, 120),
         "suppress": st.booleans(),
+        "nanstr": st.sampled_from(["nan", "NaN", "--"]),
+        "infstr": st.sampled_from(["inf", "Infinity"]),
     },
 )
 

@@ -99,6 +99,13 @@ def test_format_functions_answer_only_for_numpy():
         assert np113print.format_repr(other) is None
 
 
+def test_float_types_newer_than_numpy113_do_not_break_printing():
+    """bfloat16 (ml_dtypes, which TensorFlow returns) arrays print in 1.13's layout and its scalars as today."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    assert np113print.array_str(np.array([0.5, 1.0], ml_dtypes.bfloat16)) == "[ 0.5  1. ]"
+    assert np113print.scalar_repr(ml_dtypes.bfloat16(0.5)) is None
+
+
 def test_scalars_inside_object_arrays_and_nested_arrays():
     """Object arrays show their NumPy scalars and sub-arrays with 1.13 reprs."""
     arr = np.empty(2, dtype=object)
@@ -258,7 +265,8 @@ def test_era_print_writes_numpy113_text(era_registered, capsys):
 
 def test_ipython_display_uses_numpy113_text(era_registered):
     """An IPython text/plain formatter hooked by install_ipython shows scalars (also in lists) as 1.13 did."""
-    from IPython.core.formatters import PlainTextFormatter
+    formatters = pytest.importorskip("IPython.core.formatters")
+    PlainTextFormatter = formatters.PlainTextFormatter
 
     formatter = PlainTextFormatter()
     era_registered.install_ipython(formatter)

@@ -141,7 +141,8 @@ def _scalar(value: Any, which: int) -> Optional[str]:
     if isinstance(value, np.clongdouble):
         return _c_complex(value, _LONGDOUBLE_DIGITS[which])
     if isinstance(value, np.floating):
-        return _c_float(value, _SCALAR_DIGITS[type(value)][which])
+        digits = _SCALAR_DIGITS.get(type(value))
+        return None if digits is None else _c_float(value, digits[which])
     if isinstance(value, np.complexfloating):
         part = np.float32 if isinstance(value, np.complex64) else np.float64
         return _c_complex(value, _SCALAR_DIGITS[part][which])
@@ -411,6 +412,9 @@ def _pick_format(data: np.ndarray, precision: int, suppress: bool, opts: Dict[st
         key = "datetime"
     elif issubclass(kind, np.object_):
         key = "object"
+    elif _float_like(dtype):
+        # Newer than NumPy 1.13 (ml_dtypes' bfloat16, float8): laid out as its float values.
+        key, data = "float", data.astype(np.float64)
     else:
         key = "numpystr"
 
@@ -430,6 +434,17 @@ def _pick_format(data: np.ndarray, precision: int, suppress: bool, opts: Dict[st
         "numpystr": lambda: _string_format,
     }
     return builders[key]()
+
+
+def _float_like(dtype: np.dtype) -> bool:
+    """A non-NumPy scalar type that is a float by another name (bfloat16 and kin)."""
+    if dtype.kind != "V" or dtype.type is np.void or issubclass(dtype.type, np.void):
+        return False
+    try:
+        np.zeros(1, dtype).astype(np.float64)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _user_formatter(formatter: Optional[dict], key: str) -> Optional[Callable[[Any], str]]:

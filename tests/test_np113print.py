@@ -27,6 +27,7 @@ with open(os.path.join(HERE, "golden", "numpy113_print.json"), encoding="utf-8")
     GOLDEN = json.load(_handle)
 
 ORACLE = np113_oracle.load()
+EXAMPLES = int(os.environ.get("NP113_EXAMPLES", 400))  # hypothesis examples per property
 needs_oracle = pytest.mark.skipif(ORACLE is None, reason="NumPy 1.13.3 sdist not found (see tests/np113_oracle.py)")
 
 
@@ -187,7 +188,7 @@ _OPTIONS = st.fixed_dictionaries(
 
 
 @needs_oracle
-@settings(max_examples=int(os.environ.get("NP113_EXAMPLES", 400)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_arrays(), _OPTIONS)
 def test_arrays_match_numpy113(value, options):
     """For random arrays (dtypes, shapes, magnitudes, NaN/inf) and print options, str/repr equal NumPy 1.13.3's."""
@@ -209,7 +210,7 @@ _FLOAT_SCALARS = [np.float16, np.float32, np.float64, np.longdouble, np.complex6
 
 
 @needs_oracle
-@settings(max_examples=int(os.environ.get("NP113_EXAMPLES", 400)), deadline=None)
+@settings(max_examples=EXAMPLES, deadline=None)
 @given(st.sampled_from(_FLOAT_SCALARS), _elements(np.float64), _elements(np.float64))
 def test_scalars_match_numpy113(kind, real, imag):
     """For random float and complex scalars, str/repr equal what NumPy 1.13.3's C printf made."""

@@ -111,7 +111,11 @@ def _render(obj: Any, mode: str, tags: Collection[str], active: set) -> str:
 
 
 def era_print(
-    *values: Any, sep: Optional[str] = " ", end: Optional[str] = "\n", file: Optional[TextIO] = None, flush: bool = False
+    *values: Any,
+    sep: Optional[str] = " ",
+    end: Optional[str] = "\n",
+    file: Optional[TextIO] = None,
+    flush: bool = False,
 ) -> None:
     """``print`` for user code: each value's text comes from ``render(value, "str")``.
 

@@ -50,19 +50,16 @@ def _read(root: str, member: str) -> Optional[str]:
 
 # --- C printf through ctypes ----------------------------------------------------------------
 
-_libc = ctypes.CDLL(None)
-_snprintf = _libc.snprintf
-
-
 def c_format(fmt: str, value) -> str:
     """C's ``snprintf(fmt, value)``; ``L`` formats take the longdouble's own bytes."""
+    snprintf = ctypes.CDLL(None).snprintf
     buf = ctypes.create_string_buffer(256)
     if "L" in fmt:
         raw = np.asarray(value, dtype=np.longdouble).tobytes()
         arg = ctypes.c_longdouble.from_buffer_copy(raw.ljust(ctypes.sizeof(ctypes.c_longdouble), b"\0"))
     else:
         arg = ctypes.c_double(float(value))
-    _snprintf(buf, ctypes.sizeof(buf), fmt.encode(), arg)
+    snprintf(buf, ctypes.sizeof(buf), fmt.encode(), arg)
     return buf.value.decode()
 
 

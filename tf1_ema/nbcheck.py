@@ -348,12 +348,12 @@ class NumberDiff:
     stream: str = ""
 
     def describe(self, cell: int) -> str:
-        """One report line, e.g. ``cell 4, line 7: 0.02476984 vs 0.02476977 (abs 7e-08, rel 2.8e-06) ok``."""
+        """One report line, e.g. ``cell 4, line 7: 0.02476984 vs 0.02476977 (abs 7.0e-08, rel 2.8e-06) ok``."""
         where = "cell %d, %sline %d" % (cell, self.stream + " " if self.stream else "", self.line)
         if math.isinf(self.abs_diff) and not self.ok:
             detail = "(not comparable)"
         else:
-            detail = "(abs %.2g, rel %.2g)" % (self.abs_diff, self.rel_diff)
+            detail = "(abs %.1e, rel %.1e)" % (self.abs_diff, self.rel_diff)
         return "%s: %s vs %s %s %s" % (where, self.stored, self.fresh, detail, "ok" if self.ok else "FAIL")
 
 
@@ -485,7 +485,7 @@ def compare_lines(stored: Sequence[str], fresh: Sequence[Sequence[str]], options
         numbers.extend(diffs)
         if not ok:
             problems.append("%sline %d: stored  %s" % (where, i + 1, stored[i]))
-            problems.append("%s%s  fresh   %s" % (" " * len(where), " " * len("line %d:" % (i + 1)), fresh[j][0]))
+            problems.append("%s%sfresh   %s" % (" " * len(where), " " * len("line %d: " % (i + 1)), fresh[j][0]))
 
     if len(stored) == len(fresh):
         for i in range(len(stored)):

@@ -196,7 +196,7 @@ def source_text(cell: Mapping[str, Any]) -> str:
 _TF_LOG_LINE = re.compile(
     r"^(?:(?:INFO|WARNING|ERROR|DEBUG|FATAL|CRITICAL):tensorflow:"
     r"|(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: )?[IWEF] (?:tensorflow|external|third_party)/\S+:\d+\] "
-    r"|[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+:\d+\] "
+    r"|[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
     r"|\S*[/\\](?:tensorflow|tensorflow_core|tf_keras|keras)[/\\]\S+\.py:\d+: \w*Warning: )"
 )
@@ -205,7 +205,9 @@ _TF_LOG_CONTINUATION = re.compile(r"^Instructions for updating:\s*$")
 
 _MASKS = (
     (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "0xADDRESS"),
-    (re.compile(r"(/job:[\w-]+/replica:\d+/task:\d+)?/device:[A-Za-z_]+:\d+"), "/device:DEVICE"),
+    # TF 1.0-1.3 wrote /job:localhost/replica:0/task:0/cpu:0, later TF /device:CPU:0.
+    (re.compile(r"(/job:[\w-]+/replica:\d+/task:\d+)?/(?:device:[A-Za-z_]+|(?:XLA_)?(?:[CGT]PU|[cgt]pu)):\d+"),
+     "/device:DEVICE"),
     (re.compile(r"(/private)?(/tmp|/var/folders|/var/tmp)/[^\s'\"]+"), "TMPPATH"),
 )
 # Era-only spellings, each to the spelling both eras share.

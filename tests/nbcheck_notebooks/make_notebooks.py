@@ -72,6 +72,8 @@ def notebook(metadata: dict, title: str, cells: List[Any]) -> Any:
         nb.cells.append(v4.new_code_cell(source, outputs=outputs, execution_count=count if outputs is not None else None))
         if outputs is None:
             nb.cells[-1].outputs = []
+    for index, cell in enumerate(nb.cells):
+        cell.id = "cell-%d" % index  # fixed ids, so that rerunning this script changes nothing
     return nb
 
 

@@ -192,16 +192,20 @@ def source_text(cell: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- normalizing
 
 # TensorFlow's Python log records (tf.logging / absl), TF 1.x C++ log lines with or without
-# the timestamp prefix, absl's C++ format, and Python warnings raised from TensorFlow's files.
+# the timestamp prefix, absl's C++ format, Keras 2's import banner, and Python warnings raised
+# from TensorFlow's files or any installed package's (site-packages, dist-packages).
 _TF_LOG_LINE = re.compile(
     r"^(?:(?:INFO|WARNING|ERROR|DEBUG|FATAL|CRITICAL):tensorflow:"
     r"|(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: )?[IWEF] (?:tensorflow|external|third_party)/\S+:\d+\] "
     r"|[IWEF]\d{4} [\d:.]+\s+\d+ \S+:\d+\] "
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-    r"|\S*[/\\](?:tensorflow|tensorflow_core|tf_keras|keras)[/\\]\S+\.py:\d+: \w*Warning: )"
+    r"|Using TensorFlow backend\.\s*$"
+    r"|\S*[/\\](?:tensorflow|tensorflow_core|tf_keras|keras|site-packages|dist-packages)[/\\]\S+\.py:\d+: \w*Warning: )"
 )
 # A deprecation record goes on with "Instructions for updating:" and one line of advice.
 _TF_LOG_CONTINUATION = re.compile(r"^Instructions for updating:\s*$")
+# TF 1.14/1.15 wrote some records as a bare "WARNING:tensorflow:" and a paragraph up to a blank line.
+_TF_LOG_PARAGRAPH = re.compile(r"^(?:INFO|WARNING):tensorflow:\s*$")
 
 _MASKS = (
     (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "0xADDRESS"),
@@ -209,6 +213,13 @@ _MASKS = (
     (re.compile(r"(/job:[\w-]+/replica:\d+/task:\d+)?/(?:device:[A-Za-z_]+|(?:XLA_)?(?:[CGT]PU|[cgt]pu)):\d+"),
      "/device:DEVICE"),
     (re.compile(r"(/private)?(/tmp|/var/folders|/var/tmp)/[^\s'\"]+"), "TMPPATH"),
+    # Timings: IPython's %time and %timeit, Keras progress bars.
+    (re.compile(r"^(CPU times|Wall time): .*"), r"\1: TIME"),
+    (re.compile(r"[\d.,]+ ?\S+ \S [\d.,]+ ?\S+ per loop \(mean \S std\. dev\. of [\d,]+ runs?, [\d,]+ loops? each\)"),
+     "TIMEIT"),
+    (re.compile(r"\b\d+(?:\.\d+)?(?:us|ms|s)/(?:step|sample|epoch)\b"), "TIME/step"),
+    (re.compile(r"(?<= - )\d+(?:\.\d+)?m?s(?= |$)"), "TIME"),
+    (re.compile(r"\bETA: [\d:]+s?"), "ETA: TIME"),
 )
 # Era-only spellings, each to the spelling both eras share.
 _STRING_PREFIX = re.compile(r"(?<![\w'\"])[bBuU]([rR]?)(?=['\"])")
@@ -216,6 +227,8 @@ _NUMPY_SCALAR = re.compile(r"\bnp\.(?:float|int|uint|complex|bool|longdouble|clo
 _NUMPY_BOOL = re.compile(r"\bnp\.(True|False)_")
 _NUMPY_STR = re.compile(r"\bnp\.(?:str|bytes)_\(((?:'[^']*'|\"[^\"]*\"))\)")
 _DIMENSION = re.compile(r"\bDimension\((\d+|None|\?)\)")
+# TF1 printed an unknown dimension as "?", TF2 as "None": shape=(?, 784).
+_UNKNOWN_DIM = re.compile(r"(?<=[(\[])\?(?=[,)\]])|(?<=, )\?(?=[,)\]])")
 _REF_DTYPE = re.compile(r"\b(dtype=\w+?)_ref\b")
 _PY2_LONG = re.compile(r"(?<![\w.])(\d+)L\b")
 _PY2_TYPE = re.compile(r"<type '")
@@ -239,16 +252,22 @@ def _drop_tf_log(lines: List[str]) -> List[str]:
     index = 0
     while index < len(lines):
         line = lines[index]
-        if _is_tf_log(line):
+        if not _is_tf_log(line):
+            kept.append(line)
             index += 1
-            # A Python warning is followed by the indented source line that raised it.
-            if index < len(lines) and "Warning: " in line and lines[index].startswith("  "):
-                index += 1
-            if index < len(lines) and _TF_LOG_CONTINUATION.match(lines[index]):
-                index += 2
             continue
-        kept.append(line)
         index += 1
+        if _TF_LOG_PARAGRAPH.match(line):
+            while index < len(lines) and lines[index].strip():
+                index += 1
+        # A Python warning is followed by the indented source line that raised it.
+        elif index < len(lines) and "Warning: " in line and lines[index].startswith("  "):
+            index += 1
+        elif index < len(lines) and _TF_LOG_CONTINUATION.match(lines[index]):
+            index += 2
+        # TF 1.15 ended its deprecation records with an empty line.
+        while index < len(lines) and not lines[index].strip():
+            index += 1
     return kept
 
 
@@ -257,7 +276,20 @@ def _carriage_returns(text: str) -> List[str]:
     lines = text.replace("\r\n", "\n").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
-    return [line.rsplit("\r", 1)[-1] if "\r" in line else line for line in lines]
+    lines = [line.rsplit("\r", 1)[-1] if "\r" in line else line for line in lines]
+    return [_backspaces(line) if "\b" in line else line for line in lines]
+
+
+def _backspaces(line: str) -> str:
+    """Applies backspaces as a terminal does (Keras 2 redraws its progress bar with them)."""
+    shown: List[str] = []
+    for char in line:
+        if char == "\b":
+            if shown:
+                shown.pop()
+        else:
+            shown.append(char)
+    return "".join(shown)
 
 
 def _join_brackets(lines: List[str]) -> List[str]:
@@ -295,6 +327,7 @@ def _normalize_line(line: str, python2: bool) -> str:
     line = _NUMPY_SCALAR.sub(r"\1", line)
     line = _NUMPY_BOOL.sub(r"\1", line)
     line = _DIMENSION.sub(r"\1", line)
+    line = _UNKNOWN_DIM.sub("None", line)
     line = _REF_DTYPE.sub(r"\1", line)
     if python2:
         line = _PY2_LONG.sub(r"\1", line)

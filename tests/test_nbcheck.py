@@ -483,3 +483,17 @@ def test_our_tutorials_pass_nbcheck(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.endswith("5 of 5 notebooks match\n"), out
+
+
+def test_benchmark_script_builds_the_three_commands_and_times_the_comparison():
+    """benchmarks/bench_nbcheck.py runs nbval, the CLI and the plugin on the same five notebooks, and the comparison alone is fast."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_nbcheck", REPO / "benchmarks" / "bench_nbcheck.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    runs = bench.commands(bench.NOTEBOOKS)
+    assert list(runs) == ["nbval", "nbcheck", "pytest-nbcheck"] and len(bench.NOTEBOOKS) == 5
+    assert all(argv[-5:] == bench.NOTEBOOKS for argv in runs.values())
+    assert "--nbval" in runs["nbval"] and "--nbcheck" in runs["pytest-nbcheck"]
+    assert bench.comparison_seconds(bench.NOTEBOOKS, repeats=1) < 5.0

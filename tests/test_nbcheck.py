@@ -59,14 +59,16 @@ def text_verdict(stored_text, fresh_text, options=Options()):
 # ----------------------------------------------------------------------------- eras and markers
 
 
-def test_python2_follows_language_info_then_kernelspec():
-    """language_info.version decides the era; without it a python2 kernelspec does; else Python 3."""
+def test_python2_follows_language_info_then_kernelspec_then_print_statements():
+    """language_info.version decides; then a python2 kernelspec; with neither, a `print x` statement in a cell."""
     assert nbcheck.is_python2({"language_info": {"version": "2.7.12"}, "kernelspec": {"name": "python3"}})
     assert not nbcheck.is_python2({"language_info": {"version": "3.6.9"}, "kernelspec": {"name": "python2"}})
     assert nbcheck.is_python2({"kernelspec": {"name": "python2", "display_name": "Python 2"}})
     assert nbcheck.is_python2({"kernelspec": {"name": "conda", "display_name": "Python 2 (TF 1.3)"}})
     assert not nbcheck.is_python2({"kernelspec": {"name": "python3", "display_name": "Python 3"}})
     assert not nbcheck.is_python2({})
+    assert nbcheck.is_python2({}, ["x = 1", "print x"])
+    assert not nbcheck.is_python2({"kernelspec": {"name": "python3"}}, ["print x"])
 
 
 def test_numpy_era_is_113_for_python2_else_125_unless_overridden():
@@ -169,11 +171,15 @@ def test_number_report_line_has_both_values_and_differences():
         ("1/2 [=>..] - ETA: 1:23" + "\b" * 22 + "2/2 [====] - 1s\n",
          "2/2 [====] - 2s\n", Options()),
         ("Wall time: 3.2 s\n", "Wall time: 812 ms\n", Options()),
+        ("<matplotlib.text.Text at 0x10d7b0f60>\n", "Text(0.5, 1.0, 'loss')\n", Options()),
+        ("<matplotlib.axes._subplots.AxesSubplot at 0x7f00aabbcc>\n", "<Axes: xlabel='step'>\n", Options()),
+        ("100%|##########| 1000/1000 [00:05<00:00, 190.23it/s]\n", "100%|##########| 1000/1000 [00:02<00:00, 411.02it/s]\n",
+         Options()),
     ],
     ids=["numpy-spacing", "numpy-repr", "numpy-wrapping", "np-float32", "np-bool", "bytes-in-array", "py2-unicode",
          "py2-bare-str", "py2-bare-str-in-line", "py2-long-and-type", "dimension", "ref-dtype", "address",
          "temp-path", "device", "spaces", "carriage-return", "unknown-dim", "keras-timing", "keras-backspaces",
-         "ipython-time"],
+         "ipython-time", "matplotlib-text", "matplotlib-axes", "tqdm"],
 )
 def test_era_differences_are_normalized(stored, fresh, options):
     """Text that differs only by era or machine (spacing, prefixes, reprs, addresses, paths, devices) matches."""

@@ -78,14 +78,16 @@ class Options:
 # ----------------------------------------------------------------------------- eras
 
 
-def is_python2(metadata: Mapping[str, Any]) -> bool:
-    """Whether notebook metadata says it was recorded with Python 2.
+def is_python2(metadata: Mapping[str, Any], sources: Iterable[str] = ()) -> bool:
+    """Whether a notebook was recorded with Python 2.
 
     ``language_info.version`` decides when present; else the kernelspec's name or display
-    name (``python2``, ``Python 2``).
+    name (``python2``, ``Python 2``). A notebook whose metadata names neither (nbformat 3
+    notebooks from IPython 2 and 3) is Python 2 when a cell holds a ``print x`` statement.
 
     Args:
         metadata: the notebook's top-level ``metadata``.
+        sources: the code cells' sources, consulted only when the metadata says nothing.
 
     Returns:
         True for a Python 2 notebook.
@@ -95,26 +97,31 @@ def is_python2(metadata: Mapping[str, Any]) -> bool:
     if version:
         return version.split(".")[0] == "2"
     mode = info.get("codemirror_mode")
-    if isinstance(mode, dict) and str(mode.get("version", "")) == "2":
-        return True
+    if isinstance(mode, dict) and str(mode.get("version", "")) in ("2", "3"):
+        return str(mode["version"]) == "2"
     spec = metadata.get("kernelspec") or {}
     names = "%s %s" % (spec.get("name") or "", spec.get("display_name") or "")
-    return re.search(r"python\s*2(?!\d)|\bpy2(?!\d)", names, re.IGNORECASE) is not None
+    if names.strip():
+        return re.search(r"python\s*2(?!\d)|\bpy2(?!\d)", names, re.IGNORECASE) is not None
+    from tf1_ema.legacy.py2print import fix_print
+
+    return any(fix_print(source) != source for source in sources)
 
 
-def numpy_era_for(metadata: Mapping[str, Any], override: Optional[str] = None) -> str:
+def numpy_era_for(metadata: Mapping[str, Any], override: Optional[str] = None, sources: Iterable[str] = ()) -> str:
     """The NumPy print era a notebook was recorded in: ``override``, else 1.13 for Python 2, else 1.25.
 
     Args:
         metadata: the notebook's top-level ``metadata``.
         override: an era named on the command line, or None.
+        sources: the code cells' sources (see :func:`is_python2`).
 
     Returns:
         The era name, as ``TF1_EMA_NUMPY_PRINT`` takes it.
     """
     if override:
         return override
-    return "1.13" if is_python2(metadata) else "1.25"
+    return "1.13" if is_python2(metadata, sources) else "1.25"
 
 
 # ----------------------------------------------------------------------------- markers
@@ -220,6 +227,12 @@ _MASKS = (
     (re.compile(r"\b\d+(?:\.\d+)?(?:us|ms|s)/(?:step|sample|epoch)\b"), "TIME/step"),
     (re.compile(r"(?<= - )\d+(?:\.\d+)?m?s(?= |$)"), "TIME"),
     (re.compile(r"\bETA: [\d:]+s?"), "ETA: TIME"),
+    (re.compile(r"\[[\d:]+<[\d:?]+,\s*(?:[\d.]+|\?)\s*(?:it|s|[kMG]?B)/(?:s|it)\]"), "[TIME]"),  # tqdm
+    # matplotlib's return values: old reprs were addresses, new ones show contents.
+    (re.compile(r"<matplotlib\.text\.(?:Text|Annotation) at 0x\w+>|\bText\(-?[\d.e+-]+, ?-?[\d.e+-]+, ?"
+                r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")\)"), "<Text>"),
+    (re.compile(r"<matplotlib\.axes\.(?:_subplots\.AxesSubplot|_axes\.Axes) at 0x\w+>|<(?:Axes|AxesSubplot): ?[^<>]*>"),
+     "<Axes>"),
 )
 # Era-only spellings, each to the spelling both eras share.
 _STRING_PREFIX = re.compile(r"(?<![\w'\"])[bBuU]([rR]?)(?=['\"])")

@@ -108,8 +108,9 @@ class NotebookCheck:
         self.path = path
         self.notebook = notebook if notebook is not None else read_notebook(path)
         metadata = self.notebook.get("metadata") or {}
-        self.python2 = is_python2(metadata)
-        self.numpy_era = numpy_era_for(metadata, numpy_print)
+        sources = [_source(cell) for cell in self.notebook.cells if cell.get("cell_type") == "code"]
+        self.python2 = is_python2(metadata, sources)
+        self.numpy_era = numpy_era_for(metadata, numpy_print, sources)
         self.options = Options(rtol=rtol, atol=atol, python2=self.python2, tf_log_lines=tf_log_lines)
         self.kernel = kernel
         self.timeout = timeout

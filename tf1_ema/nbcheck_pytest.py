@@ -1,6 +1,7 @@
 """pytest plugin: ``pytest --nbcheck NOTEBOOKS`` checks notebooks as ``tf1-ema nbcheck`` does.
 
-Registered through the ``pytest11`` entry point ``tf1_ema_nbcheck``, so it is active wherever
+Registered through the ``pytest11`` entry point ``tf1_ema.nbcheck_pytest`` (the module's name, so an
+explicit ``-p tf1_ema.nbcheck_pytest`` is the same plugin), so it is active wherever
 tf1_ema is installed, and does nothing without ``--nbcheck``. Each ``.ipynb`` file collected
 becomes one pytest file node with one item per code cell, named ``Cell N`` as nbval names
 them (N counts code cells from 0). The notebook's kernel starts before its first item and

@@ -503,3 +503,28 @@ def test_benchmark_script_builds_the_three_commands_and_times_the_comparison():
     assert all(argv[-5:] == bench.NOTEBOOKS for argv in runs.values())
     assert "--nbval" in runs["nbval"] and "--nbcheck" in runs["pytest-nbcheck"]
     assert bench.comparison_seconds(bench.NOTEBOOKS, repeats=1) < 5.0
+
+
+def _tiny_notebook(path, cells):
+    """Writes a Python 3 notebook whose code cells are (source, stored stdout) pairs."""
+    import nbformat
+    from nbformat import v4
+
+    nb = v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3"}})
+    nb.cells = [v4.new_code_cell(source, outputs=[v4.new_output("stream", name="stdout", text=text)] if text else [])
+                for source, text in cells]
+    nbformat.write(nb, str(path))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_a_timeout_or_a_dead_kernel_fails_the_cell_and_stops_the_run(tmp_path, capsys):
+    """A cell over --timeout, or one that kills the kernel, fails; the cells after it are reported not run (plain python3 kernel)."""
+    slow = _tiny_notebook(tmp_path / "slow.ipynb", [("import time\ntime.sleep(60)", ""), ("print(1)", "1\n")])
+    dies = _tiny_notebook(tmp_path / "dies.ipynb", [("import os\nos._exit(3)", ""), ("print(1)", "1\n")])
+    assert cli.main(["nbcheck", "--kernel", "python3", "--timeout", "3", slow, dies]) == 1
+    out = capsys.readouterr().out
+    assert "cell 0: FAIL\n    timed out after 3 s" in out, out
+    assert "cell 1: FAIL\n    not run: cell 0 ran over the 3 s timeout" in out, out
+    assert "the kernel died while running this cell" in out, out
+    assert out.endswith("0 of 2 notebooks match\n"), out

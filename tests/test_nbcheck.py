@@ -469,15 +469,19 @@ def test_pytest_route_has_one_item_per_cell(tmp_path):
     assert "cell 1, line 1: 0.02486977 vs 0.02476977" in report, report
 
 
-@pytest.mark.slow
-def test_pytest_route_rejects_bad_options(tmp_path):
-    """A negative --nbcheck-rtol is a usage error before any kernel starts."""
+@pytest.mark.parametrize(
+    "option, message",
+    [(["--nbcheck-rtol", "-1"], "--nbcheck-rtol must be a finite number >= 0"),
+     (["--nbcheck-kernel", "no-such-kernel"], "no Jupyter kernel named 'no-such-kernel'")],
+    ids=["negative-rtol", "unknown-kernel"],
+)
+def test_pytest_route_rejects_bad_options(tmp_path, option, message):
+    """A bad --nbcheck-* value or an unknown kernel is a pytest usage error (exit 4) before any kernel starts."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *_plugin_args(), "--nbcheck",
-         "--nbcheck-rtol", "-1", "x.ipynb"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *_plugin_args(), "--nbcheck", *option, "x.ipynb"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=_kernel_env(),
     )
-    assert proc.returncode == 4 and "--nbcheck-rtol must be a finite number >= 0" in proc.stderr, proc.stderr
+    assert proc.returncode == 4 and message in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow

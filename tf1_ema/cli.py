@@ -198,7 +198,6 @@ def _nbval_config(args: argparse.Namespace) -> int:
 def _nbcheck(args: argparse.Namespace) -> int:
     try:
         from tf1_ema import nbrun
-        from tf1_ema.nbcheck import format_notebook
     except ImportError as err:
         _error("nbcheck", "notebook support is not available (%s); install tf1_ema[notebook]" % err)
         return 2
@@ -216,15 +215,7 @@ def _nbcheck(args: argparse.Namespace) -> int:
     except nbrun.NbcheckInputError as err:
         _error("nbcheck", str(err))
         return 2
-    failed = 0
-    for check in checks:
-        result = check.run_all()
-        sys.stdout.write(format_notebook(result, verbose=args.verbose))
-        sys.stdout.flush()
-        failed += not result.passed
-    if len(checks) > 1:
-        print("%d of %d notebooks match" % (len(checks) - failed, len(checks)))
-    return 1 if failed else 0
+    return nbrun.run_checks(checks, sys.stdout, verbose=args.verbose)
 
 
 def nbcheck_option_problem(rtol: float, atol: float, timeout: float) -> Optional[str]:

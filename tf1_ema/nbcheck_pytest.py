@@ -31,13 +31,19 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def pytest_configure(config: Any) -> None:
-    """Rejects bad ``--nbcheck-*`` values before anything runs."""
+    """Rejects bad ``--nbcheck-*`` values and an unknown kernel before anything runs."""
     if not config.getoption("nbcheck", default=False):
         return
     opt = config.option
     problem = nbcheck_option_problem(opt.nbcheck_rtol, opt.nbcheck_atol, opt.nbcheck_timeout)
     if problem:
         raise pytest.UsageError("nbcheck: " + problem.replace("--", "--nbcheck-"))
+    from tf1_ema import nbrun
+
+    try:
+        nbrun.check_kernel(opt.nbcheck_kernel)
+    except nbrun.NbcheckInputError as err:
+        raise pytest.UsageError("nbcheck: %s" % err) from None
 
 
 def pytest_collect_file(file_path: Any, parent: Any) -> Optional["NbcheckFile"]:
@@ -75,13 +81,8 @@ class NbcheckFile(pytest.File):
         for index, _ in enumerate(self.check.code_cells):
             yield NbcheckCell.from_parent(self, name="Cell %d" % index, index=index)
 
-    def setup(self) -> None:
-        """Starts the notebook's kernel."""
-        from tf1_ema import nbrun
-
-        nbrun.check_kernel(self.config.option.nbcheck_kernel)
-        self.check.start()
-
+    # The kernel starts with the first item (a failed start fails the items, with its log) and
+    # stops after the last.
     def teardown(self) -> None:
         """Stops the notebook's kernel."""
         if self.check is not None:

@@ -17,15 +17,15 @@ import copy
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, TextIO
 
 import nbformat
 
 from tf1_ema.nbcheck import CellResult, Markers, NotebookResult, Options, cell_markers, compare_cell, is_python2
-from tf1_ema.nbcheck import numpy_era_for, source_text as _source
+from tf1_ema.nbcheck import format_notebook, numpy_era_for, source_text as _source
 
 __all__ = ["DEFAULT_KERNEL", "DEFAULT_TIMEOUT", "NbcheckInputError", "KernelStartError", "read_notebook", "check_kernel",
-           "NotebookCheck"]
+           "NotebookCheck", "run_checks"]
 
 DEFAULT_KERNEL = "tf1-ema"
 DEFAULT_TIMEOUT = 600.0
@@ -239,3 +239,25 @@ class NotebookCheck:
         finally:
             self.stop()
         return self.result()
+
+
+def run_checks(checks: List[NotebookCheck], out: TextIO, verbose: bool = False) -> int:
+    """Runs notebook checks one after the other, writing each report as it is done.
+
+    Args:
+        checks: the notebooks, ready to run.
+        out: where the reports go.
+        verbose: also list the cells that match exactly.
+
+    Returns:
+        0 when every notebook passed, else 1.
+    """
+    failed = 0
+    for check in checks:
+        result = check.run_all()
+        out.write(format_notebook(result, verbose=verbose))
+        out.flush()
+        failed += not result.passed
+    if len(checks) > 1:
+        out.write("%d of %d notebooks match\n" % (len(checks) - failed, len(checks)))
+    return 1 if failed else 0

@@ -104,7 +104,7 @@ PY2_NUMPY113 = notebook(PY2_METADATA, "A Python 2 notebook recorded with TF 1.3 
      "print repr(a)\n"
      "print 1.0 / 3, 0.1 + 0.2",
      [out("float32 (2L,) <type 'numpy.ndarray'>\n"
-          "[0.07930292, 0.034750968]\n"
+          "[0.079302922, 0.034750968]\n"
           "array([ 0.07930292,  0.03475097], dtype=float32)\n"
           "0.333333333333 0.3\n")]),
     ('names = tf.constant(["ema", "decay"])\n'

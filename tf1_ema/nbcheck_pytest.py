@@ -4,8 +4,8 @@ Registered through the ``pytest11`` entry point ``tf1_ema.nbcheck_pytest`` (the 
 explicit ``-p tf1_ema.nbcheck_pytest`` is the same plugin), so it is active wherever
 tf1_ema is installed, and does nothing without ``--nbcheck``. Each ``.ipynb`` file collected
 becomes one pytest file node with one item per code cell, named ``Cell N`` as nbval names
-them (N counts code cells from 0). The notebook's kernel starts before its first item and
-stops after its last; running an item first runs any earlier cell not run yet (``-k`` keeps
+them (N counts code cells from 0). The notebook's kernel starts with its first item and
+stops after its last; a notebook that cannot be read is a collection error; running an item first runs any earlier cell not run yet (``-k`` keeps
 the notebook's state consistent).
 
 Options (same meaning and defaults as the CLI's): ``--nbcheck-rtol``, ``--nbcheck-atol``,
@@ -73,7 +73,7 @@ class NbcheckFile(pytest.File):
                 tf_log_lines=opt.nbcheck_tf_log_lines,
             )
         except nbrun.NbcheckInputError as err:
-            raise pytest.UsageError("nbcheck: %s" % err) from None
+            raise self.CollectError("nbcheck: %s" % err) from None
 
     def collect(self) -> Iterator["NbcheckCell"]:
         """One item per code cell."""

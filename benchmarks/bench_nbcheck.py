@@ -42,8 +42,8 @@ LIMIT = 1.10
 
 def commands(notebooks: Sequence[str]) -> Dict[str, List[str]]:
     """The three checks, as argv lists run from the repository root."""
-    plugin = [] if any(ep.value == "tf1_ema.nbcheck_pytest" for ep in importlib.metadata.entry_points(group="pytest11")) \
-        else ["-p", "tf1_ema.nbcheck_pytest"]
+    registered = any(ep.value == "tf1_ema.nbcheck_pytest" for ep in importlib.metadata.entry_points(group="pytest11"))
+    plugin = [] if registered else ["-p", "tf1_ema.nbcheck_pytest"]
     pytest = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
     return {
         "nbval": pytest + ["--nbval", "--nbval-kernel-name", "tf1-ema",
@@ -66,7 +66,8 @@ def time_command(argv: List[str]) -> float:
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
-        raise RuntimeError("%s exited %d:\n%s" % (" ".join(argv[2:5]), proc.returncode, (proc.stdout + proc.stderr)[-3000:]))
+        tail = (proc.stdout + proc.stderr)[-3000:]
+        raise RuntimeError("%s exited %d:\n%s" % (" ".join(argv[2:5]), proc.returncode, tail))
     return elapsed
 
 
@@ -121,7 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name, values in times.items():
         print("  %-15s median %6.1f   runs %s" % (name, medians[name], " ".join("%.1f" % v for v in values)))
     for name, ratio in ratios.items():
-        print("  %-15s / nbval = %.3f  (target <= %.2f: %s)" % (name, ratio, LIMIT, "met" if ratio <= LIMIT else "NOT met"))
+        verdict = "met" if ratio <= LIMIT else "NOT met"
+        print("  %-15s / nbval = %.3f  (target <= %.2f: %s)" % (name, ratio, LIMIT, verdict))
     print("  comparison alone (no kernel): %.1f ms for all code cells" % (compare * 1000))
     return 0
 

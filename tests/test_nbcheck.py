@@ -173,8 +173,8 @@ def test_number_report_line_has_both_values_and_differences():
         ("Wall time: 3.2 s\n", "Wall time: 812 ms\n", Options()),
         ("<matplotlib.text.Text at 0x10d7b0f60>\n", "Text(0.5, 1.0, 'loss')\n", Options()),
         ("<matplotlib.axes._subplots.AxesSubplot at 0x7f00aabbcc>\n", "<Axes: xlabel='step'>\n", Options()),
-        ("100%|##########| 1000/1000 [00:05<00:00, 190.23it/s]\n", "100%|##########| 1000/1000 [00:02<00:00, 411.02it/s]\n",
-         Options()),
+        ("100%|##########| 1000/1000 [00:05<00:00, 190.23it/s]\n",
+         "100%|##########| 1000/1000 [00:02<00:00, 411.02it/s]\n", Options()),
     ],
     ids=["numpy-spacing", "numpy-repr", "numpy-wrapping", "np-float32", "np-bool", "bytes-in-array", "py2-unicode",
          "py2-bare-str", "py2-bare-str-in-line", "py2-long-and-type", "dimension", "ref-dtype", "address",
@@ -229,7 +229,8 @@ def test_tensorflow_log_lines_are_ignored_unless_asked_for():
 
 def test_other_stderr_lines_are_compared():
     """A stderr line that is not TensorFlow's log must match too."""
-    assert not verdict([stream("result 3\n")], [stream("result 3\n"), stream("UserWarning: careful\n", "stderr")]).passed
+    fresh = [stream("result 3\n"), stream("UserWarning: careful\n", "stderr")]
+    assert not verdict([stream("result 3\n")], fresh).passed
 
 
 # ----------------------------------------------------------------------------- must fail
@@ -245,7 +246,8 @@ def test_other_stderr_lines_are_compared():
         ([stream("step 100\nstep 200\n")], [stream("step 100\nstep 200\nstep 300\n")],
          "extra line after stored line 2: step 300"),
         ([stream("\n")], [stream("\n\n")], "extra line"),
-        ([error("InvalidArgumentError")], [error("ValueError")], "stored error InvalidArgumentError, fresh error ValueError"),
+        ([error("InvalidArgumentError")], [error("ValueError")],
+         "stored error InvalidArgumentError, fresh error ValueError"),
         ([], [stream("3.0\n")], "output where none was stored: 3.0"),
         ([stream("3\n")], [error("IndexError")], "the fresh run raised IndexError"),
         ([error("ZeroDivisionError")], [], "stored error ZeroDivisionError, the fresh run raised nothing"),
@@ -496,7 +498,7 @@ def test_our_tutorials_pass_nbcheck(capsys, monkeypatch):
 
 
 def test_benchmark_script_builds_the_three_commands_and_times_the_comparison():
-    """benchmarks/bench_nbcheck.py runs nbval, the CLI and the plugin on the same five notebooks, and the comparison alone is fast."""
+    """bench_nbcheck.py runs nbval, the CLI and the plugin on the same five notebooks; the comparison alone is fast."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_nbcheck", REPO / "benchmarks" / "bench_nbcheck.py")
@@ -523,7 +525,7 @@ def _tiny_notebook(path, cells):
 
 @pytest.mark.slow
 def test_a_timeout_or_a_dead_kernel_fails_the_cell_and_stops_the_run(tmp_path, capsys):
-    """A cell over --timeout, or one that kills the kernel, fails; the cells after it are reported not run (plain python3 kernel)."""
+    """A cell over --timeout, or one that kills the kernel, fails and the cells after it are reported not run."""
     slow = _tiny_notebook(tmp_path / "slow.ipynb", [("import time\ntime.sleep(60)", ""), ("print(1)", "1\n")])
     dies = _tiny_notebook(tmp_path / "dies.ipynb", [("import os\nos._exit(3)", ""), ("print(1)", "1\n")])
     assert cli.main(["nbcheck", "--kernel", "python3", "--timeout", "3", slow, dies]) == 1

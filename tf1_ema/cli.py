@@ -113,11 +113,13 @@ def add_nbcheck_options(add_argument, prefix: str) -> None:
                  help="relative tolerance for floats, against the stored value (default 1e-5)")
     add_argument(prefix + "atol", type=float, default=1e-8, metavar="A",
                  help="absolute tolerance for floats (default 1e-8)")
-    add_argument(prefix + "kernel", default="tf1-ema", metavar="NAME", help="Jupyter kernel to run in (default tf1-ema)")
+    add_argument(prefix + "kernel", default="tf1-ema", metavar="NAME",
+                 help="Jupyter kernel to run in (default tf1-ema)")
     add_argument(prefix + "numpy-print", choices=NUMPY_PRINT_ERAS, default=None, metavar="ERA",
                  help="NumPy print era of the stored outputs: %s (default: 1.13 for a Python 2 notebook, "
                  "else 1.25)" % ", ".join(NUMPY_PRINT_ERAS))
-    add_argument(prefix + "timeout", type=float, default=600.0, metavar="S", help="seconds a cell may run (default 600)")
+    add_argument(prefix + "timeout", type=float, default=600.0, metavar="S",
+                 help="seconds a cell may run (default 600)")
     add_argument(prefix + "tf-log-lines", action="store_true",
                  help="compare TensorFlow's log lines (INFO:tensorflow: ...) instead of ignoring them")
 

@@ -1,12 +1,12 @@
 """pytest plugin: ``pytest --nbcheck NOTEBOOKS`` checks notebooks as ``tf1-ema nbcheck`` does.
 
-Registered through the ``pytest11`` entry point ``tf1_ema.nbcheck_pytest`` (the module's name, so an
-explicit ``-p tf1_ema.nbcheck_pytest`` is the same plugin), so it is active wherever
+Registered through the ``pytest11`` entry point ``tf1_ema.nbcheck_pytest`` (the module's
+name, so an explicit ``-p tf1_ema.nbcheck_pytest`` is the same plugin): it is active wherever
 tf1_ema is installed, and does nothing without ``--nbcheck``. Each ``.ipynb`` file collected
 becomes one pytest file node with one item per code cell, named ``Cell N`` as nbval names
 them (N counts code cells from 0). The notebook's kernel starts with its first item and
-stops after its last; a notebook that cannot be read is a collection error; running an item first runs any earlier cell not run yet (``-k`` keeps
-the notebook's state consistent).
+stops after its last; a notebook that cannot be read is a collection error. Running an item
+first runs any earlier cell not run yet, so ``-k`` keeps the notebook's state consistent.
 
 Options (same meaning and defaults as the CLI's): ``--nbcheck-rtol``, ``--nbcheck-atol``,
 ``--nbcheck-kernel``, ``--nbcheck-numpy-print``, ``--nbcheck-timeout``,

@@ -24,8 +24,16 @@ import nbformat
 from tf1_ema.nbcheck import CellResult, Markers, NotebookResult, Options, cell_markers, compare_cell, is_python2
 from tf1_ema.nbcheck import format_notebook, numpy_era_for, source_text as _source
 
-__all__ = ["DEFAULT_KERNEL", "DEFAULT_TIMEOUT", "NbcheckInputError", "KernelStartError", "read_notebook", "check_kernel",
-           "NotebookCheck", "run_checks"]
+__all__ = [
+    "DEFAULT_KERNEL",
+    "DEFAULT_TIMEOUT",
+    "NbcheckInputError",
+    "KernelStartError",
+    "read_notebook",
+    "check_kernel",
+    "NotebookCheck",
+    "run_checks",
+]
 
 DEFAULT_KERNEL = "tf1-ema"
 DEFAULT_TIMEOUT = 600.0

@@ -69,9 +69,7 @@ def notebook(metadata: dict, title: str, cells: List[Any]) -> Any:
             continue
         source, outputs = item
         count += 1
-        nb.cells.append(v4.new_code_cell(source, outputs=outputs, execution_count=count if outputs is not None else None))
-        if outputs is None:
-            nb.cells[-1].outputs = []
+        nb.cells.append(v4.new_code_cell(source, outputs=outputs, execution_count=count))
     for index, cell in enumerate(nb.cells):
         cell.id = "cell-%d" % index  # fixed ids, so that rerunning this script changes nothing
     return nb
@@ -208,7 +206,8 @@ EXPECTED_ERROR = notebook(PY3_METADATA, "Errors the notebook expects, and nbval'
      [out("[[ 3.]]\n")]),
     ("# NBVAL_RAISES_EXCEPTION\nsess.run(y, {x: np.zeros((2, 3))})",
      [err("ValueError", "Cannot feed value of shape (2, 3) for Tensor 'x:0', which has shape '(?, 2)'")]),
-    ("# NBVAL_IGNORE_OUTPUT\nimport time\nstart = time.time()\nfor _ in range(100):\n    sess.run(y, {x: [[1.0, 1.0]]})\n"
+    ("# NBVAL_IGNORE_OUTPUT\nimport time\nstart = time.time()\nfor _ in range(100):\n"
+     "    sess.run(y, {x: [[1.0, 1.0]]})\n"
      'print("100 runs took %.3f s" % (time.time() - start))',
      [out("100 runs took 0.081 s\n")]),
     ("# NBVAL_SKIP\nfrom tensorflow.examples.tutorials.mnist import input_data\n"

@@ -175,11 +175,13 @@ def test_number_report_line_has_both_values_and_differences():
         ("<matplotlib.axes._subplots.AxesSubplot at 0x7f00aabbcc>\n", "<Axes: xlabel='step'>\n", Options()),
         ("100%|##########| 1000/1000 [00:05<00:00, 190.23it/s]\n",
          "100%|##########| 1000/1000 [00:02<00:00, 411.02it/s]\n", Options()),
+        ("<ipython-input-4-5b3c0f4e1e47>:3: UserWarning: check me\n",
+         "/tmp/ipykernel_4127/2104416837.py:3: UserWarning: check me\n", Options()),
     ],
     ids=["numpy-spacing", "numpy-repr", "numpy-wrapping", "np-float32", "np-bool", "bytes-in-array", "py2-unicode",
          "py2-bare-str", "py2-bare-str-in-line", "py2-long-and-type", "dimension", "ref-dtype", "address",
          "temp-path", "device", "spaces", "carriage-return", "unknown-dim", "keras-timing", "keras-backspaces",
-         "ipython-time", "matplotlib-text", "matplotlib-axes", "tqdm"],
+         "ipython-time", "matplotlib-text", "matplotlib-axes", "tqdm", "warning-in-cell"],
 )
 def test_era_differences_are_normalized(stored, fresh, options):
     """Text that differs only by era or machine (spacing, prefixes, reprs, addresses, paths, devices) matches."""

@@ -215,6 +215,8 @@ _TF_LOG_CONTINUATION = re.compile(r"^Instructions for updating:\s*$")
 _TF_LOG_PARAGRAPH = re.compile(r"^(?:INFO|WARNING):tensorflow:\s*$")
 
 _MASKS = (
+    # Where a cell's code lives in a warning: <ipython-input-3-5b3c...> then, /tmp/ipykernel_42/123.py now.
+    (re.compile(r"<ipython-input-\d+-[0-9a-f]+>|\S*ipykernel_\d+[/\\]\d+\.py"), "<cell>"),
     (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "0xADDRESS"),
     # TF 1.0-1.3 wrote /job:localhost/replica:0/task:0/cpu:0, later TF /device:CPU:0.
     (re.compile(r"(/job:[\w-]+/replica:\d+/task:\d+)?/(?:device:[A-Za-z_]+|(?:XLA_)?(?:[CGT]PU|[cgt]pu)):\d+"),

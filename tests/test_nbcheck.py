@@ -155,6 +155,8 @@ def test_number_report_line_has_both_values_and_differences():
         ("ema\n", "b'ema'\n", PY2),
         ("value: ema\n", "value: b'ema'\n", PY2),
         ("float32 (2L,) <type 'numpy.ndarray'>\n", "float32 (2,) <class 'numpy.ndarray'>\n", PY2),
+        ("('step', 100, 'loss', 0.234)\n", "step 100 loss 0.234\n", PY2),
+        ("('step', 100, 'loss', 0.234)\n", "('step', 100, 'loss', 0.234)\n", PY2),
         ("TensorShape([Dimension(2), Dimension(3)])\n", "TensorShape([2, 3])\n", Options()),
         ("<tf.Variable 'w:0' shape=(2,) dtype=float32_ref>\n", "<tf.Variable 'w:0' shape=(2,) dtype=float32>\n",
          Options()),
@@ -179,7 +181,7 @@ def test_number_report_line_has_both_values_and_differences():
          "/tmp/ipykernel_4127/2104416837.py:3: UserWarning: check me\n", Options()),
     ],
     ids=["numpy-spacing", "numpy-repr", "numpy-wrapping", "np-float32", "np-bool", "bytes-in-array", "py2-unicode",
-         "py2-bare-str", "py2-bare-str-in-line", "py2-long-and-type", "dimension", "ref-dtype", "address",
+         "py2-bare-str", "py2-bare-str-in-line", "py2-long-and-type", "py2-tuple-print", "py2-tuple-kept", "dimension", "ref-dtype", "address",
          "temp-path", "device", "spaces", "carriage-return", "unknown-dim", "keras-timing", "keras-backspaces",
          "ipython-time", "matplotlib-text", "matplotlib-axes", "tqdm", "warning-in-cell"],
 )
@@ -189,9 +191,11 @@ def test_era_differences_are_normalized(stored, fresh, options):
     assert result.passed, result.report()
 
 
-def test_python3_notebook_does_not_accept_bytes_for_a_bare_string():
-    """Only a Python 2 notebook lets a fresh b'x' stand for a stored bare x."""
+def test_python3_notebook_does_not_accept_bytes_for_a_bare_string_or_a_tuple_for_print_arguments():
+    """Only a Python 2 notebook lets a fresh b'x' stand for a bare x, or `a 1` for a printed tuple ('a', 1)."""
     assert not text_verdict("ema\n", "b'ema'\n").passed
+    assert not text_verdict("('a', 1)\n", "a 1\n").passed
+    assert not text_verdict("('a', 1)\n", "b 1\n", PY2).passed
 
 
 def test_device_names_mask_cpu_and_gpu_alike():

@@ -483,28 +483,79 @@ class _LineComparison:
     failed_numbers: List[NumberDiff] = dataclasses.field(default_factory=list)
 
 
+def _py2_tuple_print(line: str) -> Optional[str]:
+    """How Python 3 prints what Python 2 printed as a tuple: ``('loss', 0.5)`` -> ``loss 0.5``.
+
+    Python 2 read ``print("loss", x)`` as printing one tuple. Returns None unless the line is
+    a parenthesized, comma-separated sequence at its top level.
+    """
+    if not (line.startswith("(") and line.endswith(")")):
+        return None
+    items: List[str] = []
+    current: List[str] = []
+    depth, quote, index, body = 0, "", 0, line[1:-1]
+    while index < len(body):
+        char = body[index]
+        if quote:
+            if char == "\\" and index + 1 < len(body):
+                current.append(body[index : index + 2])
+                index += 2
+                continue
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth < 0:
+                return None
+        elif char == "," and depth == 0:
+            items.append("".join(current).strip())
+            current = []
+            index += 1
+            continue
+        current.append(char)
+        index += 1
+    if quote or depth:
+        return None
+    items.append("".join(current).strip())
+    if items and items[-1] == "":
+        items.pop()  # a 1-tuple's trailing comma
+    if len(items) < 2 and not (items and line.rstrip(")").rstrip().endswith(",")):
+        return "" if not items else None
+    words = [item[1:-1] if len(item) >= 2 and item[0] == item[-1] and item[0] in "'\"" else item for item in items]
+    return " ".join(words)
+
+
 def _compare_pair(number: int, stored: str, fresh_variants: Sequence[str], options: Options,
                   stream: str) -> Tuple[bool, List[NumberDiff]]:
-    """Compares one stored line with a fresh line (trying each spelling of it)."""
+    """Compares one stored line with a fresh line, trying each spelling of either."""
     best: Optional[Tuple[bool, List[NumberDiff]]] = None
-    s_skeleton, s_numbers = _split(stored)
-    for fresh in fresh_variants:
-        f_skeleton, f_numbers = _split(fresh)
-        if f_skeleton != s_skeleton:
-            if best is None:
-                best = (False, [])
-            continue
-        diffs = []
-        for s_token, f_token in zip(s_numbers, f_numbers):
-            if s_token == f_token:
+    stored_variants = [stored]
+    if options.python2:
+        as_args = _py2_tuple_print(stored)
+        if as_args is not None:
+            stored_variants.append(as_args)
+    for s_line in stored_variants:
+        s_skeleton, s_numbers = _split(s_line)
+        for fresh in fresh_variants:
+            f_skeleton, f_numbers = _split(fresh)
+            if f_skeleton != s_skeleton:
+                if best is None:
+                    best = (False, [])
                 continue
-            abs_diff, rel_diff, ok = compare_numbers(s_token, f_token, options)
-            diffs.append(NumberDiff(number, s_token, f_token, abs_diff, rel_diff, ok, stream))
-        result = (all(d.ok for d in diffs), diffs)
-        if result[0]:
-            return result
-        if best is None or not best[1]:
-            best = result
+            diffs = []
+            for s_token, f_token in zip(s_numbers, f_numbers):
+                if s_token == f_token:
+                    continue
+                abs_diff, rel_diff, ok = compare_numbers(s_token, f_token, options)
+                diffs.append(NumberDiff(number, s_token, f_token, abs_diff, rel_diff, ok, stream))
+            result = (all(d.ok for d in diffs), diffs)
+            if result[0]:
+                return result
+            if best is None or not best[1]:
+                best = result
     assert best is not None
     return best
 

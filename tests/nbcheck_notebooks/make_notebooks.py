@@ -109,8 +109,9 @@ PY2_NUMPY113 = notebook(PY2_METADATA, "A Python 2 notebook recorded with TF 1.3 
      "print sess.run(names[0])\n"
      "print sess.run(names)\n"
      "print [v.name for v in tf.global_variables()]\n"
-     "print w.get_shape()",
-     [out("ema\n['ema' 'decay']\n[u'w:0', u'w/avg:0']\n(2,)\n")]),
+     "print w.get_shape()\n"
+     'print("steps:", 3, "average of w[0]:", a[0])',
+     [out("ema\n['ema' 'decay']\n[u'w:0', u'w/avg:0']\n(2,)\n('steps:', 3, 'average of w[0]:', 0.079302922)\n")]),
     ("x = tf.constant(np.arange(12, dtype=np.float32).reshape(3, 4) / 7.0)\n"
      "print sess.run(tf.sigmoid(x))\n"
      "print sess.run(tf.reshape(tf.sigmoid(x), [-1]))",

@@ -165,6 +165,8 @@ class NotebookCheck:
             kernel_name=self.kernel,
             timeout=self.timeout,
             allow_errors=True,
+            # As nbval does: kill the kernel at the end instead of waiting for it to exit.
+            shutdown_kernel="immediate",
             resources={"metadata": {"path": folder}},
         )
         self._log = tempfile.TemporaryFile(mode="w+b")

@@ -405,12 +405,13 @@ def test_syntax_error_exits_1_like_python(tmp_path):
     result = tf1_ema("run", script)
     assert result.returncode == 1
     assert 'broken.py", line 2' in result.stderr and "SyntaxError" in result.stderr
-    assert "only Python 2 print statements are translated" in result.stderr
+    assert "neither Python 3 nor Python 2" in result.stderr
 
 
-def test_no_py2_print_leaves_print_statements_alone():
-    """--no-py2-print runs the Python 2 example untranslated, so it fails to compile."""
-    result = tf1_ema("run", "--no-py2-print", EXAMPLES / "py2_print.py")
+@pytest.mark.parametrize("option", ["--no-py2", "--no-py2-print"])
+def test_no_py2_leaves_python2_source_alone(option):
+    """--no-py2 (old name --no-py2-print) runs the Python 2 example untranslated, so it fails to compile."""
+    result = tf1_ema("run", option, EXAMPLES / "py2_print.py")
     assert result.returncode == 1
     assert "Missing parentheses in call to 'print'" in result.stderr
 

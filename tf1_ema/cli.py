@@ -15,6 +15,7 @@ import sys
 from typing import List, Optional, Sequence, Tuple
 
 from tf1_ema import __version__
+from tf1_ema.legacy.py2to3 import PY2_ENV
 from tf1_ema.v1 import DEFAULT_NUMPY_PRINT, NUMPY_PRINT_ENV, NUMPY_PRINT_ERAS
 
 __all__ = ["build_parser", "parse_args", "main"]
@@ -50,11 +51,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="how NumPy prints: 1.25 = NumPy 1.14-1.26, [10.0, 4.555]; 1.13 = pre-2018 digits, 4.5549998; "
         "modern = NumPy 2, np.float32(10.0) (default: $%s, else %s)" % (NUMPY_PRINT_ENV, DEFAULT_NUMPY_PRINT),
     )
-    run.add_argument(
+    py2 = run.add_mutually_exclusive_group()
+    py2.add_argument(
+        "--py2",
+        dest="py2",
+        action="store_true",
+        default=None,
+        help="translate SCRIPT and the modules beside it from Python 2, even where they are valid Python 3 "
+        "(default: $%s=1|0, else only files that are Python 2 and not Python 3)" % PY2_ENV,
+    )
+    py2.add_argument(
+        "--no-py2",
         "--no-py2-print",
-        dest="py2_print",
+        dest="py2",
         action="store_false",
-        help="do not translate Python 2 `print x` statements into calls",
+        help="never translate Python 2 source (--no-py2-print is the old name)",
     )
     mode = run.add_mutually_exclusive_group()
     mode.add_argument(
@@ -118,9 +129,11 @@ def _error(command: str, message: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from tf1_ema import runner, v1
+    from tf1_ema.legacy import py2to3
 
     try:
         era = v1.resolve_numpy_print(args.numpy_print)
+        py2 = py2to3.resolve_py2(args.py2)
     except ValueError as err:
         _error("run", str(err))
         return runner.EXIT_USAGE
@@ -128,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
     if problem:
         _error("run", problem)
         return runner.EXIT_USAGE
-    options = dict(numpy_print=era, py2_print=args.py2_print, tf_log=args.tf_log)
+    options = dict(numpy_print=era, py2=py2, tf_log=args.tf_log)
     if args.compare:
         return runner.compare(args.script, args.args, **options)
     return runner.run(args.script, args.args, reference=args.reference, **options)

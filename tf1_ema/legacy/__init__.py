@@ -5,7 +5,9 @@ used (by ``tf1_ema.cli``'s argument checks, by the Jupyter kernel's cell transfo
 paying for a TensorFlow import.
 
 Modules:
-    py2print: ``fix_print(source)`` turns Python 2 ``print x`` statements into calls.
+    py2to3: ``translate(source)`` turns Python 2 source into Python 3 with Python 2's meaning.
+    py2runtime: what translated code calls at run time (``/``, ``/=``, ``print``).
+    era_repr: one registry of era-specific value formatters for ``print`` and Out[].
     input_data: ``tensorflow.examples.tutorials.mnist.input_data`` rebuilt on NumPy.
     tf_examples: the ``tensorflow.examples`` module tree that holds ``input_data``.
     contrib: the ``tf.contrib`` stand-in: common symbols mapped, the rest one clear error.

@@ -1,0 +1,183 @@
+"""What code translated from Python 2 calls at run time: ``/``, ``/=`` and ``print``.
+
+``tf1_ema.legacy.py2to3`` rewrites ``a / b`` as ``_tf1_ema_py2.div(a, b)``, ``a /= b`` as
+``a = _tf1_ema_py2.idiv(a, b)`` and every ``print`` as ``_tf1_ema_py2.print(...)``. The
+runner and the kernel put ``RUNTIME`` into the globals of translated code (and only
+there) under ``HELPER_NAME``; nothing here is installed process-wide, so Python 3 code in
+the same process keeps Python 3's meaning.
+
+Python 2 semantics reproduced:
+
+* ``/`` floored when both operands were integers (``int``, ``bool``, ``long``, NumPy
+  integer scalars and integer arrays) -- ``7 / 2`` is 3, ``-7 / 2`` is -4 -- and divided
+  truly otherwise. An object with a Python 2 ``__div__``/``__rdiv__`` (a TensorFlow
+  tensor: TF1's ``tensor / 2`` floored integer tensors) is asked through it.
+* ``print`` showed a byte string (Python 2's ``str``) as its text, ``Hello``, and inside
+  containers as ``'Hello'``; a float printed on its own with 12 significant digits
+  (``0.333333333333``); a set as ``set([1, 2])``; and ``print x,`` left a pending space
+  that only the next print on the same stream wrote.
+
+The text rules are ``era_repr`` formatters tagged ``"py2"``: they apply to translated
+code's ``print`` and, in the kernel, to the displayed value of a translated cell.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator
+import sys
+import types
+from typing import Any, Dict, Optional, TextIO
+
+from tf1_ema.legacy import era_repr
+
+__all__ = ["HELPER_NAME", "TAG", "RUNTIME", "old_div", "old_idiv", "py2_print", "py2_text"]
+
+#: The global name translated code reaches the helpers by.
+HELPER_NAME = "_tf1_ema_py2"
+#: The era_repr tag of Python 2's text rules, in ``print`` and in a displayed value.
+TAG = "py2"
+# Python 2's IPython displayed sets as {1, 2}; only `print` showed set([1, 2]).
+_PRINT_TAG = "py2-print"
+_TAGS = frozenset([TAG, _PRINT_TAG])
+
+
+def _integral(value: Any) -> bool:
+    """Whether Python 2 treated ``value`` as an integer for ``/``."""
+    if isinstance(value, numbers.Integral):  # int, bool, NumPy integer scalars
+        return True
+    if type(value).__module__ != "numpy":
+        return False
+    kind = getattr(getattr(value, "dtype", None), "kind", None)
+    return kind in ("i", "u", "b")
+
+
+def old_div(a: Any, b: Any) -> Any:
+    """Python 2's ``a / b``: floor division for two integers, true division otherwise.
+
+    Args:
+        a: the dividend.
+        b: the divisor.
+
+    Returns:
+        ``a // b`` when both are integers (or integer NumPy values), else what ``__div__``
+        or ``a / b`` gives.
+
+    >>> old_div(7, 2), old_div(-7, 2), old_div(7.0, 2)
+    (3, -4, 3.5)
+    """
+    __tracebackhide__ = True  # IPython shows the user's line, not this helper's
+    if _integral(a) and _integral(b):
+        return a // b
+    # TF1 parity: Tensor.__div__ is TF1's `tf.div`, which floors integer tensors.
+    method = getattr(type(a), "__div__", None)
+    if method is not None:
+        result = method(a, b)
+        if result is not NotImplemented:
+            return result
+    method = getattr(type(b), "__rdiv__", None)
+    if method is not None:
+        result = method(b, a)
+        if result is not NotImplemented:
+            return result
+    return a / b
+
+
+def old_idiv(a: Any, b: Any) -> Any:
+    """Python 2's ``a /= b``: in place where the type allows, floored for integers.
+
+    Args:
+        a: the target's current value.
+        b: the divisor.
+
+    Returns:
+        The value to bind to the target (``a`` itself for NumPy arrays, changed in place).
+    """
+    __tracebackhide__ = True
+    if _integral(a) and _integral(b):
+        return operator.ifloordiv(a, b)
+    if getattr(type(a), "__div__", None) is not None or getattr(type(b), "__rdiv__", None) is not None:
+        return old_div(a, b)
+    return operator.itruediv(a, b)
+
+
+# Streams whose last print ended with a trailing comma: Python 2's `softspace`.
+_SOFTSPACE: Dict[int, TextIO] = {}
+
+
+def py2_print(*values: Any, sep: Optional[str] = None, end: Optional[str] = None, file: Optional[TextIO] = None,
+              flush: bool = False, softspace: bool = False) -> None:
+    """``print`` as a Python 2 program saw it: Python 2's text, and ``print x,``.
+
+    Args:
+        *values: what to print; byte strings print as Python 2's ``str``.
+        sep: written between values (default one space).
+        end: written after the last value (default a newline).
+        file: the stream (default ``sys.stdout``, looked up at call time).
+        flush: flush the stream afterwards.
+        softspace: the statement ended with a comma (``print x,``): write no newline and
+            leave a space pending, which the next print to this stream writes first, as
+            Python 2 did; a value ending in a newline or tab leaves none.
+    """
+    __tracebackhide__ = True
+    stream = sys.stdout if file is None else file
+    if stream is None:
+        return
+    pending = _SOFTSPACE.pop(id(stream), None) is stream
+    texts = [era_repr.render(value, "str", _TAGS) for value in values]
+    text = (" " if pending and texts else "") + (" " if sep is None else sep).join(texts)
+    if softspace:
+        last = text[-1:]
+        if not (last.isspace() and last != " "):
+            _SOFTSPACE[id(stream)] = stream
+    else:
+        text += "\n" if end is None else end
+    stream.write(text)
+    if flush:
+        stream.flush()
+
+
+def py2_text(value: Any) -> str:
+    """The text ``print value`` showed in Python 2 (used by tests and the display hook).
+
+    Args:
+        value: any value.
+
+    Returns:
+        ``era_repr.render(value, "str")`` with the Python 2 formatters on.
+    """
+    return era_repr.render(value, "str", _TAGS)
+
+
+def _bytes_text(value: bytes, mode: str) -> str:
+    if mode == "str":
+        return value.decode("utf-8", "replace")
+    return repr(value)[1:]  # Python 3's bytes repr is Python 2's str repr with a `b`
+
+
+def _float_text(value: float, mode: str) -> Optional[str]:
+    if mode != "str" or type(value) is not float:  # NumPy's floats belong to NumPy's era
+        return None
+    if math.isinf(value) or math.isnan(value):
+        return repr(value)
+    # TF1 parity (Python 2.7): str(float) kept 12 significant digits, repr 17.
+    text = "%.12g" % value
+    if text.lstrip("-").isdigit():
+        text += ".0"
+    return text
+
+
+def _set_text(value: Any, mode: str) -> Optional[str]:
+    if type(value) not in (set, frozenset):
+        return None
+    items = ", ".join(era_repr.render(item, "repr", _TAGS) for item in value)
+    return "%s([%s])" % (type(value).__name__, items)
+
+
+era_repr.register("py2-bytes", bytes, _bytes_text, tag=TAG)
+era_repr.register("py2-float", float, _float_text, tag=TAG)
+era_repr.register("py2-set", (set, frozenset), _set_text, tag=_PRINT_TAG)
+
+#: The object translated code finds as ``_tf1_ema_py2``.
+RUNTIME = types.SimpleNamespace(div=old_div, idiv=old_idiv, print=py2_print)

@@ -316,7 +316,8 @@ def _without_machinery(tb: Optional[types.TracebackType]) -> Optional[types.Trac
     """A copy of the traceback chain with our own frames (runner, v1, cli) cut out."""
     frames = []
     while tb is not None:
-        if not tb.tb_frame.f_code.co_filename.startswith(_MACHINERY):
+        # The import system's frames too, as python hides them for a module that fails to load.
+        if not tb.tb_frame.f_code.co_filename.startswith(_MACHINERY + ("<frozen importlib",)):
             frames.append(tb)
         tb = tb.tb_next
     rebuilt = None

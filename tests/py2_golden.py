@@ -105,6 +105,7 @@ GOLDEN = {
     # TensorFlow values.
     "string tensor prints as str": ('print sess.run(tf.constant("Hello, TensorFlow!"))\n', "Hello, TensorFlow!\n", True),
     "string tensor in a list": ('print sess.run([tf.constant("a"), tf.constant(1)])\n', "['a', 1]\n", True),
+    "string tensor array": ('print sess.run(tf.constant(["a", "b"]))\n', "['a' 'b']\n", True),
     "int tensor / int floors (tf.div)": ("print sess.run(tf.constant(7) / 2)\n", "3\n", True),
     "float tensor / int": ("print sess.run(tf.constant(7.0) / 2)\n", "3.5\n", True),
 }

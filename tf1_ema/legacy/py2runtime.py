@@ -13,7 +13,7 @@ Python 2 semantics reproduced:
   truly otherwise. An object with a Python 2 ``__div__``/``__rdiv__`` (a TensorFlow
   tensor: TF1's ``tensor / 2`` floored integer tensors) is asked through it.
 * ``print`` showed a byte string (Python 2's ``str``) as its text, ``Hello``, and inside
-  containers as ``'Hello'``; a float printed on its own with 12 significant digits
+  containers (NumPy arrays of them, a string tensor's value, included) as ``'Hello'``; a float printed on its own with 12 significant digits
   (``0.333333333333``); a set as ``set([1, 2])``; and ``print x,`` left a pending space
   that only the next print on the same stream wrote.
 
@@ -30,12 +30,12 @@ import sys
 import types
 from typing import Any, Dict, Optional, TextIO
 
+import numpy
+
 from tf1_ema.legacy import era_repr
+from tf1_ema.legacy.py2to3 import HELPER_NAME
 
 __all__ = ["HELPER_NAME", "TAG", "RUNTIME", "old_div", "old_idiv", "py2_print", "py2_text"]
-
-#: The global name translated code reaches the helpers by.
-HELPER_NAME = "_tf1_ema_py2"
 #: The era_repr tag of Python 2's text rules, in ``print`` and in a displayed value.
 TAG = "py2"
 # Python 2's IPython displayed sets as {1, 2}; only `print` showed set([1, 2]).
@@ -175,7 +175,24 @@ def _set_text(value: Any, mode: str) -> Optional[str]:
     return "%s([%s])" % (type(value).__name__, items)
 
 
+def _element_text(value: Any) -> str:
+    return repr(value)[1:] if isinstance(value, bytes) else repr(value)
+
+
+def _bytes_array_text(value: numpy.ndarray, mode: str) -> Optional[str]:
+    """A string tensor's value (an object or ``S`` array of bytes) as Python 2 printed it."""
+    if value.dtype.kind not in "OS" or (value.dtype.kind == "O" and not any(isinstance(v, bytes) for v in value.flat)):
+        return None
+    formatter = {"numpystr": _element_text, "object": _element_text}
+    if mode == "str":
+        return numpy.array2string(value, separator=" ", formatter=formatter)
+    body = numpy.array2string(value, separator=", ", prefix="array(", formatter=formatter)
+    dtype = "object" if value.dtype.kind == "O" else repr(value.dtype.str)
+    return "array(%s, dtype=%s)" % (body, dtype)
+
+
 era_repr.register("py2-bytes", bytes, _bytes_text, tag=TAG)
+era_repr.register("py2-bytes-array", numpy.ndarray, _bytes_array_text, tag=TAG)
 era_repr.register("py2-float", float, _float_text, tag=TAG)
 era_repr.register("py2-set", (set, frozenset), _set_text, tag=_PRINT_TAG)
 

@@ -40,9 +40,8 @@ from fissix.fixer_util import Call, Comma, Name
 from fissix.fixes.fix_print import FixPrint as _FissixFixPrint
 from fissix.pgen2 import token
 
-from tf1_ema.legacy.py2runtime import HELPER_NAME
-
 __all__ = [
+    "HELPER_NAME",
     "PY2_ENV",
     "Translation",
     "resolve_py2",
@@ -55,6 +54,8 @@ __all__ = [
 
 #: The environment variable that forces translation on ("1") or off ("0").
 PY2_ENV = "TF1_EMA_PY2"
+#: The global name translated code reaches its run-time helpers by (``py2runtime.RUNTIME``).
+HELPER_NAME = "_tf1_ema_py2"
 
 # fissix's fixers that change meaning-preserving Python 2 into Python 3. Left out:
 # `import` (implicit relative imports; a script's neighbours are top-level modules here),

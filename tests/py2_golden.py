@@ -78,6 +78,11 @@ GOLDEN = {
         "True a 3 11\n",
         False,
     ),
+    "round returns a float, halves away from zero": (
+        "print round(2.5), round(-0.5), round(7.6), round(2.675, 2), round(1234, -2)\n",
+        "3.0 -1.0 8.0 2.67 1200.0\n",
+        False,
+    ),
     "octal literals": ("print 0777, 010, 0\n", "511 8 0\n", False),
     "backticks": ("w = 'a'\nprint `w`, `[1, 2]`\n", "'a' [1, 2]\n", False),
     "exec statement": ('exec "z = 6 * 7"\nprint z\n', "42\n", False),

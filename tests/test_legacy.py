@@ -138,6 +138,18 @@ def test_translation_keeps_line_count_for_common_forms():
     assert translation.line_map[1 : source.count("\n") + 1] == list(range(1, source.count("\n") + 1))
 
 
+def test_builtins_the_code_binds_itself_are_not_redirected():
+    """A module that defines its own `round` (or names a variable `file`) keeps calling its own."""
+    source = "def round(x):\n    return 'mine'\nfile = 'f.txt'\nprint round(2.5), file\n"
+    assert run_py2(source, force=True) == "mine f.txt\n"
+
+
+def test_mixed_tab_and_space_indentation_runs_as_python2_counted_it():
+    """A block indented with spaces on one line and a tab on the next (8 columns) runs, as in Python 2."""
+    source = "if True:\n        x = 'a\\tb'\n\tprint x\n"
+    assert run_py2(source) == "a\tb\n"
+
+
 def test_py2_example_translates_and_compiles():
     """The Python 2 example translates into valid Python 3."""
     source = (REPO / "examples" / "py2_print.py").read_text(encoding="utf-8")

@@ -1,7 +1,8 @@
 """What code translated from Python 2 calls at run time: ``/``, ``/=`` and ``print``.
 
 ``tf1_ema.legacy.py2to3`` rewrites ``a / b`` as ``_tf1_ema_py2.div(a, b)``, ``a /= b`` as
-``a = _tf1_ema_py2.idiv(a, b)`` and every ``print`` as ``_tf1_ema_py2.print(...)``. The
+``a = _tf1_ema_py2.idiv(a, b)``, every ``print`` as ``_tf1_ema_py2.print(...)`` and calls
+of ``round``/``file`` as ``_tf1_ema_py2.round``/``file``. The
 runner and the kernel put ``RUNTIME`` into the globals of translated code (and only
 there) under ``HELPER_NAME``; nothing here is installed process-wide, so Python 3 code in
 the same process keeps Python 3's meaning.
@@ -17,12 +18,15 @@ Python 2 semantics reproduced:
   (``0.333333333333``); a set as ``set([1, 2])``; and ``print x,`` left a pending space
   that only the next print on the same stream wrote.
 
+* ``round(x)`` returned a float and rounded halves away from zero; ``file`` was ``open``.
+
 The text rules are ``era_repr`` formatters tagged ``"py2"``: they apply to translated
 code's ``print`` and, in the kernel, to the displayed value of a translated cell.
 """
 
 from __future__ import annotations
 
+import decimal
 import math
 import numbers
 import operator
@@ -35,7 +39,7 @@ import numpy
 from tf1_ema.legacy import era_repr
 from tf1_ema.legacy.py2to3 import HELPER_NAME
 
-__all__ = ["HELPER_NAME", "TAG", "RUNTIME", "old_div", "old_idiv", "py2_print", "py2_text"]
+__all__ = ["HELPER_NAME", "TAG", "RUNTIME", "old_div", "old_idiv", "py2_print", "py2_round", "py2_text"]
 #: The era_repr tag of Python 2's text rules, in ``print`` and in a displayed value.
 TAG = "py2"
 # Python 2's IPython displayed sets as {1, 2}; only `print` showed set([1, 2]).
@@ -100,6 +104,33 @@ def old_idiv(a: Any, b: Any) -> Any:
     if getattr(type(a), "__div__", None) is not None or getattr(type(b), "__rdiv__", None) is not None:
         return old_div(a, b)
     return operator.itruediv(a, b)
+
+
+def py2_round(number: Any, ndigits: int = 0) -> Any:
+    """Python 2's ``round``: a float, with halves rounded away from zero.
+
+    Args:
+        number: the value; a real number (NumPy scalars included) gets Python 2's rule,
+            anything else Python 3's ``round``.
+        ndigits: decimal digits to keep (negative rounds to tens, hundreds ...).
+
+    Returns:
+        A float for real numbers: ``round(2.5)`` is 3.0 and ``round(-0.5)`` is -1.0 (Python 3
+        gives 2 and 0).
+    """
+    if not isinstance(number, numbers.Real):
+        return round(number, ndigits)
+    value = float(number)
+    if math.isinf(value) or math.isnan(value):
+        return value
+    # The exact binary value, rounded half away from zero: round(2.675, 2) is 2.67 in both.
+    quantum = decimal.Decimal(1).scaleb(-int(ndigits))
+    return float(decimal.Decimal(value).quantize(quantum, rounding=decimal.ROUND_HALF_UP))
+
+
+def py2_file(*args: Any, **kwargs: Any) -> Any:
+    """Python 2's ``file(name, mode)`` builtin: ``open``."""
+    return open(*args, **kwargs)
 
 
 # Streams whose last print ended with a trailing comma: Python 2's `softspace`.
@@ -197,4 +228,4 @@ era_repr.register("py2-float", float, _float_text, tag=TAG)
 era_repr.register("py2-set", (set, frozenset), _set_text, tag=_PRINT_TAG)
 
 #: The object translated code finds as ``_tf1_ema_py2``.
-RUNTIME = types.SimpleNamespace(div=old_div, idiv=old_idiv, print=py2_print)
+RUNTIME = types.SimpleNamespace(div=old_div, idiv=old_idiv, print=py2_print, round=py2_round, file=py2_file)

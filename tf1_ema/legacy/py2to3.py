@@ -12,7 +12,9 @@ used as lists, ``reduce``, ``.next()`` -- and then two passes of our own:
   time, as Python 2 did (``tf1_ema.legacy.py2runtime``), unless the code says
   ``from __future__ import division``. A division by a float literal is left as it is.
 * every ``print(...)`` call becomes ``_tf1_ema_py2.print(...)``, which prints byte
-  strings as Python 2 printed its ``str``; ``print x,`` passes ``softspace=True``.
+  strings as Python 2 printed its ``str``; ``print x,`` passes ``softspace=True``. Calls of
+  ``round`` and ``file`` go to their Python 2 versions the same way, unless the code
+  binds the name itself.
 
 The translation keeps a map from its lines to the user's (``Translation.line_map``);
 ``Translation.remap(tree)`` puts the user's line numbers into an AST of the translated
@@ -286,12 +288,46 @@ def translate(source: str, futures: Iterable[str] = ()) -> Optional[Translation]
         return None
     if "division" not in futures:
         _rewrite_division(tree)
-    _rewrite_print(tree)
+    _rewrite_builtins(tree)
     result = str(tree)
+    if _tab_error(result):
+        _expand_indentation_tabs(tree)
+        result = str(tree)
     line_map = _line_map(tree, result)
     if not text.endswith("\n") and result.endswith("\n"):
         result = result[:-1]
     return Translation(original=text, source=result, line_map=line_map)
+
+
+def _tab_error(source: str) -> bool:
+    try:
+        compile(source, "<source>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+    except TabError:
+        return True
+    except (SyntaxError, ValueError):
+        return False
+    return False
+
+
+def _expand_indentation_tabs(tree: pytree.Node) -> None:
+    """Indentation tabs -> spaces, to the next multiple of 8 as Python 2 counted them.
+
+    Python 2 accepted a block indented with a tab in one line and spaces in the next;
+    Python 3 raises TabError. String contents are left alone.
+    """
+    at_line_start = True
+    for leaf in tree.leaves():
+        pieces = leaf.prefix.split("\n")
+        for index, piece in enumerate(pieces):
+            if index or at_line_start:
+                indent = len(piece) - len(piece.lstrip(" \t"))
+                pieces[index] = piece[:indent].expandtabs(8) + piece[indent:]
+        leaf.prefix = "\n".join(pieces)
+        if leaf.type == token.INDENT:
+            leaf.value = leaf.value.expandtabs(8)
+            at_line_start = False
+        elif leaf.value:
+            at_line_start = leaf.value.endswith("\n")
 
 
 def _helper(name: str) -> pytree.Leaf:
@@ -346,21 +382,41 @@ def _rewrite_term(node: pytree.Node) -> None:
             node.append_child(child)
 
 
-def _rewrite_print(tree: pytree.Node) -> None:
-    """Calls of the name ``print`` -> ``_tf1_ema_py2.print``."""
-    for leaf in tree.leaves():
-        parent = leaf.parent
-        if (
-            leaf.type == token.NAME
-            and leaf.value == "print"
-            and parent is not None
-            and parent.type == _syms.power
-            and parent.children[0] is leaf
-            and len(parent.children) > 1
-            and parent.children[1].type == _syms.trailer
-            and parent.children[1].children[0].value == "("
-        ):
-            leaf.value = "%s.print" % HELPER_NAME
+# Builtins whose Python 2 meaning lives in py2runtime; `print` always, the others only where
+# the code does not use the name for something of its own.
+_RUNTIME_BUILTINS = ("print", "round", "file")
+
+
+def _is_call(leaf: pytree.Leaf) -> bool:
+    parent = leaf.parent
+    return (
+        parent is not None
+        and parent.type == _syms.power
+        and parent.children[0] is leaf
+        and len(parent.children) > 1
+        and parent.children[1].type == _syms.trailer
+        and parent.children[1].children[0].value == "("
+    )
+
+
+def _rewrite_builtins(tree: pytree.Node) -> None:
+    """Calls of ``print``, ``round``, ``file`` -> ``_tf1_ema_py2.print(...)`` and so on."""
+    leaves = [leaf for leaf in tree.leaves() if leaf.type == token.NAME and leaf.value in _RUNTIME_BUILTINS]
+    calls = [leaf for leaf in leaves if _is_call(leaf)]
+    # `round = ...`, `def file(...)`, `for file in ...`: a name of the user's own.
+    owned = {leaf.value for leaf in leaves if not _is_call(leaf) and not _is_attribute(leaf)} - {"print"}
+    for leaf in calls:
+        if leaf.value not in owned:
+            leaf.value = "%s.%s" % (HELPER_NAME, leaf.value)
+
+
+def _is_attribute(leaf: pytree.Leaf) -> bool:
+    """``x.file`` or ``f(file=...)``: the name is not the builtin."""
+    previous = leaf.prev_sibling
+    following = leaf.next_sibling
+    if previous is not None and previous.type == token.DOT:
+        return True
+    return leaf.parent is not None and leaf.parent.type == _syms.argument and following is not None and following.type == token.EQUAL
 
 
 def _line_map(tree: pytree.Node, text: str) -> List[int]:

@@ -304,6 +304,8 @@ def py2_kernel_results():
         for index, (source, _) in enumerate(_PY2_DISPLAY):
             results["display %d" % index] = _execute(client, source)
         results["traceback"] = _execute(client, _PY2_TRACEBACK)
+        results["open line"] = _execute(client, 'print "a",')
+        results["after open line"] = _execute(client, 'print "b"')
         # Last: a __future__ import holds for the cells after it.
         results["future division"] = _execute(client, py2_golden.FUTURE_DIVISION[0])
         results["after future division"] = _execute(client, "print 7 / 2")
@@ -335,6 +337,13 @@ def test_py2_cell_traceback_shows_the_cells_own_lines(py2_kernel_results):
     error = py2_kernel_results["traceback"]["error"]
     assert "line 4" in error and "y = x / 0" in error and "py2runtime" not in error, error
     assert "integer division or modulo by zero" in error
+
+
+@pytest.mark.slow
+def test_cell_ending_in_a_trailing_comma_ends_its_line(py2_kernel_results):
+    """`print "a",` as a cell's last print ends the line when the cell ends, as Python 2's IPython did."""
+    assert py2_kernel_results["open line"]["stdout"] == "a\n"
+    assert py2_kernel_results["after open line"]["stdout"] == "b\n"
 
 
 @pytest.mark.slow

@@ -180,6 +180,8 @@ class TF1Kernel(IPythonKernel):
         self.shell.input_transformers_post.append(self.py2_cells.transform)
         self.shell.ast_transformers.append(self.py2_cells)
         era_repr.install_ipython(self.shell.display_formatter.formatters["text/plain"], self.py2_cells.tags)
+        # TF1 parity (Python 2's IPython): a cell ending in `print x,` still ends its line.
+        self.shell.events.register("post_run_cell", lambda *_: py2runtime.end_softspace())
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -169,6 +169,17 @@ def py2_print(*values: Any, sep: Optional[str] = None, end: Optional[str] = None
         stream.flush()
 
 
+def end_softspace(stream: Optional[TextIO] = None) -> None:
+    """Ends a line left open by ``print x,``, as Python 2's IPython did after each cell.
+
+    Args:
+        stream: the stream (default ``sys.stdout``).
+    """
+    stream = sys.stdout if stream is None else stream
+    if _SOFTSPACE.pop(id(stream), None) is stream:
+        stream.write("\n")
+
+
 def py2_text(value: Any) -> str:
     """The text ``print value`` showed in Python 2 (used by tests and the display hook).
 

@@ -72,16 +72,19 @@ def test_shipped_kernel_json_points_four_levels_up_to_the_prefix():
 
 
 def test_install_and_remove_under_a_prefix(tmp_path):
-    """install(prefix=P) writes an absolute-interpreter spec under P, and remove(prefix=P) deletes it."""
+    """install(prefix=P) writes absolute-interpreter tf1-ema and tf1-ema-py2 specs under P; remove(prefix=P) deletes both."""
     path = kernelspec.install(prefix=str(tmp_path))
     assert path == str(tmp_path / "share" / "jupyter" / "kernels" / "tf1-ema")
     with open(os.path.join(path, "kernel.json"), encoding="utf-8") as f:
         spec = json.load(f)
     assert spec["argv"] == [os.path.abspath(sys.executable), "-m", "tf1_ema.kernel", "-f", "{connection_file}"]
     assert spec["display_name"] == "Python 3 (TF1 graph mode)"
+    with open(os.path.join(os.path.dirname(path), "tf1-ema-py2", "kernel.json"), encoding="utf-8") as f:
+        py2_spec = json.load(f)
+    assert py2_spec["argv"] == spec["argv"] and py2_spec["env"] == {"TF1_EMA_PY2": "1"}
     assert kernelspec.install(prefix=str(tmp_path)) == path  # replaces, does not fail
     assert kernelspec.remove(prefix=str(tmp_path)) == path
-    assert not os.path.exists(path)
+    assert not os.path.exists(path) and not os.path.exists(os.path.join(os.path.dirname(path), "tf1-ema-py2"))
     with pytest.raises(FileNotFoundError, match="no tf1-ema kernelspec"):
         kernelspec.remove(prefix=str(tmp_path))
 
@@ -136,7 +139,7 @@ def test_kernelspec_module_does_not_import_tensorflow():
 
 
 def test_wheel_ships_the_kernelspec_as_shared_data_and_the_sanitize_file(tmp_path):
-    """The built wheel installs kernel.json to share/jupyter/kernels/tf1-ema and carries nbval_sanitize.cfg."""
+    """The built wheel installs kernel.json to share/jupyter/kernels/tf1-ema (and tf1-ema-py2) and carries nbval_sanitize.cfg."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
@@ -148,6 +151,8 @@ def test_wheel_ships_the_kernelspec_as_shared_data_and_the_sanitize_file(tmp_pat
         data = [n for n in names if n.endswith(".data/data/share/jupyter/kernels/tf1-ema/kernel.json")]
         assert len(data) == 1, sorted(names)
         assert json.loads(archive.read(data[0]))["argv"][0] == "{resource_dir}/../../../../bin/python"
+        (py2,) = [n for n in names if n.endswith(".data/data/share/jupyter/kernels/tf1-ema-py2/kernel.json")]
+        assert json.loads(archive.read(py2))["env"] == {"TF1_EMA_PY2": "1"}
     assert "tf1_ema/nbval_sanitize.cfg" in names
 
 

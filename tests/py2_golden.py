@@ -44,6 +44,11 @@ GOLDEN = {
         "to stdout\n\n",
         False,
     ),
+    "print >>f into a binary file": (
+        'import io\nraw = io.BytesIO()\nprint >>raw, "bytes", 1\nprint [raw.getvalue()]\n',
+        "['bytes 1\\n']\n",
+        False,
+    ),
     "float str has 12 digits": ("print 1.0 / 3, [1.0 / 3], 2.0\n", "0.333333333333 [0.3333333333333333] 2.0\n", False),
     "bytes print as str": (
         "s = 'abc'.encode('ascii')\nprint s, [s, 'd'.encode('ascii')], (s,), {s: 1}\n",

@@ -26,12 +26,14 @@ kernelspec does); install the kernelspec with ``tf1-ema kernel install``.
 
 from __future__ import annotations
 
+import ast
 import linecache
 import sys
 import traceback
 import types
 from typing import List, Optional
 
+from IPython.core.interactiveshell import InteractiveShell
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
 
@@ -85,7 +87,7 @@ class _Py2Cells:
         force: True to translate every cell, False none, None to detect per cell.
     """
 
-    def __init__(self, shell, force: Optional[bool]) -> None:
+    def __init__(self, shell: InteractiveShell, force: Optional[bool]) -> None:
         self.shell = shell
         self.force = force
         # TF1 parity (Python 2 IPython): a __future__ import in one cell holds for later ones.
@@ -120,11 +122,12 @@ class _Py2Cells:
         self.shell.user_ns[py2runtime.HELPER_NAME] = py2runtime.RUNTIME
         return translation.source.splitlines(keepends=True)
 
-    def structured_traceback(self, etype, evalue, etb=None, *args, **kwargs):
+    def structured_traceback(self, etype: type, evalue: BaseException, etb: Optional[types.TracebackType] = None,
+                             *args, **kwargs) -> List[str]:
         """IPython's traceback formatter, minus the frames of the Python 2 run-time helpers."""
         return self._structured_traceback(etype, evalue, _without_helper_frames(etb), *args, **kwargs)
 
-    def visit(self, tree):
+    def visit(self, tree: ast.AST) -> ast.AST:
         """AST transformer: the translated cell's nodes get the cell's own line numbers."""
         pending, self.pending = self.pending, None
         return pending.remap(tree) if pending is not None else tree

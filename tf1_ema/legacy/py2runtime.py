@@ -164,7 +164,11 @@ def py2_print(*values: Any, sep: Optional[str] = None, end: Optional[str] = None
             _SOFTSPACE[id(stream)] = stream
     else:
         text += "\n" if end is None else end
-    stream.write(text)
+    try:
+        stream.write(text)
+    except TypeError:
+        # TF1 parity (Python 2): `print >>f` into a file opened "wb" wrote the str's bytes.
+        stream.write(text.encode("utf-8"))
     if flush:
         stream.flush()
 

@@ -282,10 +282,13 @@ def translate(source: str, futures: Iterable[str] = ()) -> Optional[Translation]
     if tree is None:
         return None
     tree.future_features = futures
+    tool = _tool()
     try:
-        _tool().refactor_tree(tree, "<source>")
+        tool.refactor_tree(tree, "<source>")
     except Exception:  # a fixer that cannot handle this text: leave it to the compiler
         return None
+    finally:
+        del tool.fixer_log[:]  # fixers' notes ("you may need to...") nobody reads; keep none
     if "division" not in futures:
         _rewrite_division(tree)
     _rewrite_builtins(tree)

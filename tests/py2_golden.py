@@ -55,6 +55,13 @@ GOLDEN = {
         "abc ['abc', 'd'] ('abc',) {'abc': 1}\n",
         False,
     ),
+    "% and format of bytes and floats": (
+        "t = 'x'.encode('ascii')\n"
+        "print '%s and %r' % (t, t), '%s %.2f %d' % (1.0 / 3, 1.0 / 3, 7 / 2), '%(k)s' % {'k': t}\n"
+        "print '{} {!r} {:.1f}'.format(t, t, 0.25), str(t), str(1.0 / 3), str([t]), '{0}'.format(2.0).upper()\n",
+        "x and 'x' 0.333333333333 0.33 3 x\nx 'x' 0.2 x 0.333333333333 ['x'] 2.0\n",
+        False,
+    ),
     "set": ("print set([1, 2])\n", "set([1, 2])\n", False),
     # Dicts.
     "dict lists": (
@@ -116,6 +123,7 @@ GOLDEN = {
     "string tensor prints as str": ('print sess.run(tf.constant("Hello, TensorFlow!"))\n', "Hello, TensorFlow!\n", True),
     "string tensor in a list": ('print sess.run([tf.constant("a"), tf.constant(1)])\n', "['a', 1]\n", True),
     "string tensor array": ('print sess.run(tf.constant(["a", "b"]))\n', "['a' 'b']\n", True),
+    "string tensor in % formatting": ('print "Result: %s" % sess.run(tf.constant("Hi"))\n', "Result: Hi\n", True),
     "int tensor / int floors (tf.div)": ("print sess.run(tf.constant(7) / 2)\n", "3\n", True),
     "float tensor / int": ("print sess.run(tf.constant(7.0) / 2)\n", "3.5\n", True),
 }

@@ -150,6 +150,12 @@ def test_mixed_tab_and_space_indentation_runs_as_python2_counted_it():
     assert run_py2(source) == "a\tb\n"
 
 
+def test_builtins_used_as_values_are_still_redirected_where_called():
+    """`map(str, xs)` elsewhere in a module does not stop `str(b)` from giving Python 2's text."""
+    source = "names = map(str, [1, 2])\nb = 'x'.encode('ascii')\nprint str(b) + '!', names\n"
+    assert run_py2(source, force=True) == "x! ['1', '2']\n"
+
+
 def test_py2_example_translates_and_compiles():
     """The Python 2 example translates into valid Python 3."""
     source = (REPO / "examples" / "py2_print.py").read_text(encoding="utf-8")

@@ -2,7 +2,8 @@
 
 ``tf1_ema.legacy.py2to3`` rewrites ``a / b`` as ``_tf1_ema_py2.div(a, b)``, ``a /= b`` as
 ``a = _tf1_ema_py2.idiv(a, b)``, every ``print`` as ``_tf1_ema_py2.print(...)`` and calls
-of ``round``/``file`` as ``_tf1_ema_py2.round``/``file``. The
+of ``round``/``file``/``str`` as ``_tf1_ema_py2.round``/``file``/``str``, and formatting with
+a string literal as ``_tf1_ema_py2.mod``/``format``. The
 runner and the kernel put ``RUNTIME`` into the globals of translated code (and only
 there) under ``HELPER_NAME``; nothing here is installed process-wide, so Python 3 code in
 the same process keeps Python 3's meaning.
@@ -18,6 +19,7 @@ Python 2 semantics reproduced:
   (``0.333333333333``); a set as ``set([1, 2])``; and ``print x,`` left a pending space
   that only the next print on the same stream wrote.
 
+* ``str(x)``, ``"..." % x`` and ``"...".format(x)`` gave the same text as ``print``.
 * ``round(x)`` returned a float and rounded halves away from zero; ``file`` was ``open``.
 
 The text rules are ``era_repr`` formatters tagged ``"py2"``: they apply to translated
@@ -39,7 +41,19 @@ import numpy
 from tf1_ema.legacy import era_repr
 from tf1_ema.legacy.py2to3 import HELPER_NAME
 
-__all__ = ["HELPER_NAME", "TAG", "RUNTIME", "old_div", "old_idiv", "py2_print", "py2_round", "py2_text"]
+__all__ = [
+    "HELPER_NAME",
+    "TAG",
+    "RUNTIME",
+    "old_div",
+    "old_idiv",
+    "py2_print",
+    "py2_str",
+    "py2_mod",
+    "py2_format",
+    "py2_round",
+    "py2_text",
+]
 #: The era_repr tag of Python 2's text rules, in ``print`` and in a displayed value.
 TAG = "py2"
 # Python 2's IPython displayed sets as {1, 2}; only `print` showed set([1, 2]).
@@ -126,6 +140,95 @@ def py2_round(number: Any, ndigits: int = 0) -> Any:
     # The exact binary value, rounded half away from zero: round(2.675, 2) is 2.67 in both.
     quantum = decimal.Decimal(1).scaleb(-int(ndigits))
     return float(decimal.Decimal(value).quantize(quantum, rounding=decimal.ROUND_HALF_UP))
+
+
+class _Py2Float(float):
+    """A float whose ``str`` (``%s``, ``{}``) has Python 2's 12 digits; ``%f``, ``%d`` work as on floats."""
+
+    def __str__(self) -> str:
+        return _float_text(float(self), "str")
+
+    def __format__(self, spec: str) -> str:
+        return str(self) if spec == "" else float.__format__(self, spec)
+
+
+class _Py2Shown:
+    """A value that formats (``%s``, ``%r``, ``{}``, ``{!r}``) with Python 2's text."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return era_repr.render(self.value, "str", _TAGS)
+
+    def __repr__(self) -> str:
+        return era_repr.render(self.value, "repr", _TAGS)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+def _py2_arg(value: Any) -> Any:
+    if type(value) is float:
+        return _Py2Float(value)
+    if type(value) in (bytes, list, tuple, dict, set, frozenset) and era_repr.needs_render(value, _TAGS):
+        return _Py2Shown(value)
+    return value
+
+
+def py2_mod(left: Any, right: Any) -> Any:
+    """``left % right`` where ``left`` is a string literal: Python 2's text for the arguments.
+
+    Args:
+        left: the format string (anything else is plain ``%``).
+        right: one argument, a tuple of them, or a mapping.
+
+    Returns:
+        The formatted string: ``"%s" % b"Hello"`` is ``Hello`` and ``"%s" % (1.0 / 3)`` is
+        ``0.333333333333``, as in Python 2.
+    """
+    __tracebackhide__ = True
+    if not isinstance(left, str):
+        return left % right
+    if type(right) is tuple:
+        right = tuple(_py2_arg(item) for item in right)
+    elif type(right) is dict:
+        right = {key: _py2_arg(item) for key, item in right.items()}
+    else:
+        right = _py2_arg(right)
+    return left % right
+
+
+def py2_format(template: Any, *args: Any, **kwargs: Any) -> Any:
+    """``template.format(...)`` for a string literal, with Python 2's text for the arguments.
+
+    Args:
+        template: the literal.
+        *args: positional arguments.
+        **kwargs: keyword arguments.
+
+    Returns:
+        The formatted string.
+    """
+    __tracebackhide__ = True
+    return template.format(*map(_py2_arg, args), **{key: _py2_arg(item) for key, item in kwargs.items()})
+
+
+def py2_str(*args: Any, **kwargs: Any) -> str:
+    """Python 2's ``str(x)``: a byte string's own text, a float's 12 digits, containers to match.
+
+    Args:
+        *args: ``str``'s arguments.
+        **kwargs: ``str``'s keyword arguments.
+
+    Returns:
+        ``str(x)`` as Python 2 made it, for one argument; Python 3's ``str`` otherwise.
+    """
+    if len(args) == 1 and not kwargs:
+        return era_repr.render(args[0], "str", _TAGS)
+    return str(*args, **kwargs)
 
 
 def py2_file(*args: Any, **kwargs: Any) -> Any:
@@ -243,4 +346,13 @@ era_repr.register("py2-float", float, _float_text, tag=TAG)
 era_repr.register("py2-set", (set, frozenset), _set_text, tag=_PRINT_TAG)
 
 #: The object translated code finds as ``_tf1_ema_py2``.
-RUNTIME = types.SimpleNamespace(div=old_div, idiv=old_idiv, print=py2_print, round=py2_round, file=py2_file)
+RUNTIME = types.SimpleNamespace(
+    div=old_div,
+    idiv=old_idiv,
+    print=py2_print,
+    round=py2_round,
+    file=py2_file,
+    str=py2_str,
+    mod=py2_mod,
+    format=py2_format,
+)

@@ -13,8 +13,8 @@ used as lists, ``reduce``, ``.next()`` -- and then two passes of our own:
   ``from __future__ import division``. A division by a float literal is left as it is.
 * every ``print(...)`` call becomes ``_tf1_ema_py2.print(...)``, which prints byte
   strings as Python 2 printed its ``str``; ``print x,`` passes ``softspace=True``. Calls of
-  ``round`` and ``file`` go to their Python 2 versions the same way, unless the code
-  binds the name itself.
+  ``round``, ``file`` and ``str`` go to their Python 2 versions the same way, unless the
+  code binds the name itself, and so do ``"..." % x`` and ``"...".format(x)``.
 
 The translation keeps a map from its lines to the user's (``Translation.line_map``);
 ``Translation.remap(tree)`` puts the user's line numbers into an AST of the translated
@@ -291,6 +291,7 @@ def translate(source: str, futures: Iterable[str] = ()) -> Optional[Translation]
         del tool.fixer_log[:]  # fixers' notes ("you may need to...") nobody reads; keep none
     if "division" not in futures:
         _rewrite_division(tree)
+    _rewrite_formatting(tree)
     _rewrite_builtins(tree)
     result = str(tree)
     if _tab_error(result):
@@ -367,6 +368,46 @@ def _rewrite_division(tree: pytree.Node) -> None:
                 node.append_child(child)
 
 
+def _is_string_literal(node: pytree.Base) -> bool:
+    if node.type == token.STRING:
+        return True
+    # Implicit concatenation: "a" "b".
+    return node.type == _syms.atom and all(child.type == token.STRING for child in node.children)
+
+
+def _rewrite_formatting(tree: pytree.Node) -> None:
+    """``"..." % x`` -> ``mod("...", x)``, ``"...".format(x)`` -> ``format("...", x)``."""
+    for node in list(tree.post_order()):
+        if node.type == _syms.term and len(node.children) == 3 and node.children[1].type == token.PERCENT:
+            if _is_string_literal(node.children[0]):
+                left, _, right = _detach(node)
+                prefix, left.prefix = left.prefix, ""
+                right.prefix = " "
+                node.append_child(Call(_helper("mod"), [left, Comma(), right], prefix=prefix))
+        elif (
+            node.type == _syms.power
+            and len(node.children) >= 3
+            and _is_string_literal(node.children[0])
+            and node.children[1].type == _syms.trailer
+            and [c.value for c in node.children[1].children] == [".", "format"]
+            and node.children[2].type == _syms.trailer
+            and node.children[2].children[0].value == "("
+        ):
+            children = _detach(node)
+            literal, call, rest = children[0], children[2], children[3:]
+            prefix, literal.prefix = literal.prefix, ""
+            inner = _detach(call)[1:-1]
+            args = [literal]
+            for argument in inner:
+                pieces = _detach(argument) if argument.type == _syms.arglist else [argument]
+                if pieces:
+                    pieces[0].prefix = " "
+                    args += [Comma()] + pieces
+            node.append_child(Call(_helper("format"), args, prefix=prefix))
+            for child in rest:
+                node.append_child(child)
+
+
 def _rewrite_term(node: pytree.Node) -> None:
     children = _detach(node)
     acc = [children[0]]
@@ -387,7 +428,7 @@ def _rewrite_term(node: pytree.Node) -> None:
 
 # Builtins whose Python 2 meaning lives in py2runtime; `print` always, the others only where
 # the code does not use the name for something of its own.
-_RUNTIME_BUILTINS = ("print", "round", "file")
+_RUNTIME_BUILTINS = ("print", "round", "file", "str")
 
 
 def _is_call(leaf: pytree.Leaf) -> bool:
@@ -407,19 +448,34 @@ def _rewrite_builtins(tree: pytree.Node) -> None:
     leaves = [leaf for leaf in tree.leaves() if leaf.type == token.NAME and leaf.value in _RUNTIME_BUILTINS]
     calls = [leaf for leaf in leaves if _is_call(leaf)]
     # `round = ...`, `def file(...)`, `for file in ...`: a name of the user's own.
-    owned = {leaf.value for leaf in leaves if not _is_call(leaf) and not _is_attribute(leaf)} - {"print"}
+    owned = {leaf.value for leaf in leaves if _binds(leaf)} - {"print"}
     for leaf in calls:
         if leaf.value not in owned:
             leaf.value = "%s.%s" % (HELPER_NAME, leaf.value)
 
 
-def _is_attribute(leaf: pytree.Leaf) -> bool:
-    """``x.file`` or ``f(file=...)``: the name is not the builtin."""
-    previous = leaf.prev_sibling
-    following = leaf.next_sibling
-    if previous is not None and previous.type == token.DOT:
+_BINDING_KEYWORDS = ("def", "class", "as", "for", "global", "import", "nonlocal")
+_PARAMETER_LISTS = (_syms.parameters, _syms.typedargslist, _syms.varargslist, _syms.tname, _syms.import_as_names)
+
+
+def _binds(leaf: pytree.Leaf) -> bool:
+    """Whether this occurrence of a name binds it (assignment, def, import, parameter, loop)."""
+    previous, following, parent = leaf.prev_sibling, leaf.next_sibling, leaf.parent
+    if previous is not None and getattr(previous, "value", None) in _BINDING_KEYWORDS:
         return True
-    return leaf.parent is not None and leaf.parent.type == _syms.argument and following is not None and following.type == token.EQUAL
+    if parent is None:
+        return False
+    if parent.type == _syms.expr_stmt and following is not None and following.type in (token.EQUAL,) + _AUGMENTED:
+        return True
+    if parent.type in _PARAMETER_LISTS:
+        return not (previous is not None and previous.type == token.EQUAL)  # a default value is a use
+    return parent.type == _syms.exprlist and parent.parent is not None and parent.parent.type == _syms.for_stmt
+
+
+_AUGMENTED = tuple(
+    getattr(token, name)
+    for name in ("PLUSEQUAL", "MINEQUAL", "STAREQUAL", "SLASHEQUAL", "PERCENTEQUAL", "DOUBLESLASHEQUAL")
+)
 
 
 def _line_map(tree: pytree.Node, text: str) -> List[int]:

@@ -71,13 +71,13 @@ def test_future_division_from_an_earlier_cell_counts():
     "source",
     [
         'print("already python 3")\n',
-        "print >>f, x\n",  # valid Python 3 (a shift and a tuple), so it is not ours to touch
-        "print\n",
+        'print("a", end="")\nprint(1)\n',
         "x = 1  # print y\ns = 'print y'\n",
         "x = 7 / 2\n",
+        "log = print\nlog(print)\n",
         "",
     ],
-    ids=["call", "shift tuple", "bare name", "print in comment and string", "division", "empty"],
+    ids=["call", "calls", "print in comment and string", "division", "print as a value", "empty"],
 )
 def test_python3_source_is_never_translated(source):
     """Source that compiles as Python 3 is not translated unless translation is forced."""
@@ -92,6 +92,16 @@ def test_our_own_sources_are_python3():
     ]
     for path in paths:
         assert not py2to3.decide(path.read_text(encoding="utf-8")), path
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["print >>f, x\n", "print\n", "print [1, 2]\n", "print -1\n", "print (a), b\n", "if x:\n    print [y]\n"],
+    ids=["shift tuple", "bare name", "list", "negative number", "parenthesised first value", "nested"],
+)
+def test_print_statements_that_parse_as_python3_are_python2(source):
+    """A print statement that is valid Python 3 only by accident (a no-op or TypeError there) is translated."""
+    assert py2to3.decide(source)
 
 
 def test_python2_source_is_detected():
@@ -156,6 +166,18 @@ def test_builtins_used_as_values_are_still_redirected_where_called():
     assert run_py2(source, force=True) == "x! ['1', '2']\n"
 
 
+def test_python2_print_in_the_numpy_113_era_uses_both_formatters():
+    """Translated code's print shows NumPy 1.13's scalars and Python 2's byte strings in one list."""
+    from tf1_ema.legacy import np113print
+
+    era_repr.register("numpy-1.13", np113print.ERA_TYPES, np113print.era_formatter)
+    try:
+        source = "import numpy as np\nprint [np.float32(4.555), 'a'.encode('ascii')], np.float32(4.555)\n"
+        assert run_py2(source) == "[4.5549998, 'a'] 4.555\n"
+    finally:
+        era_repr.unregister("numpy-1.13")
+
+
 def test_py2_example_translates_and_compiles():
     """The Python 2 example translates into valid Python 3."""
     source = (REPO / "examples" / "py2_print.py").read_text(encoding="utf-8")
@@ -206,18 +228,21 @@ def test_py2_text_of_values():
 
 
 def test_era_repr_formatters_are_tagged_and_ordered():
-    """A tagged formatter applies only with its tag; the latest registration is asked first; None declines."""
+    """A tagged formatter applies only with its tag and then before untagged ones; latest first; None declines."""
     try:
         era_repr.register("test-int", int, lambda x, mode: "<%d %s>" % (x, mode), tag="test")
         assert era_repr.render([1], tags={"test"}) == "[<1 repr>]"
         assert era_repr.render(1, tags={"test"}) == "<1 str>"
         assert era_repr.render([1]) == "[1]"
         era_repr.register("test-int-2", int, lambda x, mode: None if x else "zero")
-        assert era_repr.render((0, 1), tags={"test"}) == "(zero, <1 repr>)"
+        era_repr.register("test-int-3", int, lambda x, mode: None if x else "nil")
+        assert era_repr.render((0, 1), tags={"test"}) == "(<0 repr>, <1 repr>)"
+        assert era_repr.render((0, 1)) == "(nil, 1)"
         assert not era_repr.needs_render(["a"], tags={"test"})
     finally:
         era_repr.unregister("test-int")
         era_repr.unregister("test-int-2")
+        era_repr.unregister("test-int-3")
     assert era_repr.render([1], tags={"test"}) == "[1]"
 
 # --------------------------------------------------------------------------- input_data

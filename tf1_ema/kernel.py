@@ -182,9 +182,29 @@ class TF1Kernel(IPythonKernel):
         self.py2_cells = _Py2Cells(self.shell, py2to3.resolve_py2())
         self.shell.input_transformers_post.append(self.py2_cells.transform)
         self.shell.ast_transformers.append(self.py2_cells)
+        # One era_repr hook for displayed values: NumPy's era always, Python 2's text while
+        # a translated cell runs.
         era_repr.install_ipython(self.shell.display_formatter.formatters["text/plain"], self.py2_cells.tags)
         # TF1 parity (Python 2's IPython): a cell ending in `print x,` still ends its line.
         self.shell.events.register("post_run_cell", lambda *_: py2runtime.end_softspace())
+        _install_era_print(self.shell)
+
+
+def _install_era_print(shell: InteractiveShell) -> None:
+    """Cells' ``print`` shows NumPy scalars in the chosen era's text (the "1.13" era only).
+
+    Arrays already print in the era's text everywhere (``v1.set_numpy_print``); NumPy
+    scalars' repr is fixed in C, so the cell namespace gets ``era_repr.era_print``; the
+    displayed value asks ``era_repr`` through the hook installed in ``TF1Kernel``.
+    Translated Python 2 cells print through ``py2runtime`` instead, which asks the same
+    registry.
+    """
+    from tf1_ema import v1
+
+    if v1.resolve_numpy_print() != "1.13":
+        return
+    shell.user_ns["print"] = era_repr.era_print
+    shell.user_ns_hidden["print"] = era_repr.era_print
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -26,7 +26,7 @@ import traceback
 import types
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from tf1_ema.legacy import py2runtime, py2to3
+from tf1_ema.legacy import era_repr, py2runtime, py2to3
 from tf1_ema.legacy.errors import LegacyError
 
 __all__ = ["check_script", "run", "compare", "EXIT_INTERRUPTED", "EXIT_USAGE"]
@@ -148,6 +148,10 @@ def run(
     main.__dict__.update(
         __file__=path, __builtins__=builtins, __loader__=loader, __spec__=None, __package__=None, __cached__=None
     )
+    if numpy_print == "1.13":
+        # NumPy scalars' repr is fixed in C: user code's print asks era_repr for 1.13's text.
+        _USER_GLOBALS["print"] = era_repr.era_print
+    main.__dict__.update(_USER_GLOBALS)
     if loader.translated:
         main.__dict__[py2runtime.HELPER_NAME] = py2runtime.RUNTIME
     try:
@@ -196,6 +200,10 @@ def _flush() -> None:
             pass
 
 
+# Names every user module starts with (the era's ``print``), set by ``run``.
+_USER_GLOBALS: dict = {}
+
+
 class _UserCode:
     """The ``is_user_code`` predicate: the script's globals, or a module we loaded from beside it."""
 
@@ -218,6 +226,10 @@ class _UserLoader(importlib.machinery.SourceFileLoader):
         self.py2 = py2
         self.translated = False
         self._code: Optional[types.CodeType] = None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__dict__.update(_USER_GLOBALS)
+        super().exec_module(module)
 
     def get_code(self, fullname: str) -> types.CodeType:
         if self._code is not None:

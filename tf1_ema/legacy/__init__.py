@@ -7,10 +7,12 @@ paying for a TensorFlow import.
 Modules:
     py2to3: ``translate(source)`` turns Python 2 source into Python 3 with Python 2's meaning.
     py2runtime: what translated code calls at run time (``/``, ``/=``, ``print``).
-    era_repr: one registry of era-specific value formatters for ``print`` and Out[].
     input_data: ``tensorflow.examples.tutorials.mnist.input_data`` rebuilt on NumPy.
     tf_examples: the ``tensorflow.examples`` module tree that holds ``input_data``.
     contrib: the ``tf.contrib`` stand-in: common symbols mapped, the rest one clear error.
+    np113print: NumPy 1.13's str/repr of arrays and scalars, and the hook that installs it.
+    era_repr: the registry ``print`` and the kernel's display ask for an era's text of values
+        whose type cannot be re-routed (NumPy scalars, Python 2's byte strings).
     errors: the exceptions these stand-ins raise; their messages are complete, user-facing
         sentences that name the problem and the fix.
 """

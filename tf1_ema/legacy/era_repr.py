@@ -17,7 +17,8 @@ API:
     registered is asked first) or Python's own ``str``/``repr`` is used.
     ``tag`` gates the formatter: ``None`` means always active; a string means active only
     when the caller passes that tag to ``render`` (``"py2"``: only for code translated
-    from Python 2, so Python 3 code keeps Python 3's text).
+    from Python 2, so Python 3 code keeps Python 3's text). Active tagged formatters are
+    asked before untagged ones: the context the caller names is the more specific.
 
     ``unregister(name)`` removes one.
 
@@ -27,6 +28,11 @@ API:
     that holds itself shows ``[...]``/``{...}`` as Python does), else ``str(obj)`` or
     ``repr(obj)``.
 
+    ``era_print(*values, sep, end, file, flush)`` is ``print`` with each value's text from
+    ``render(value, "str")`` (no tags): what Python 3 user code gets as ``print`` in an era
+    that needs it (NumPy 1.13). Code translated from Python 2 has its own print
+    (``py2runtime.py2_print``), which renders with the "py2" tags.
+
     ``needs_render(obj, tags=())`` says whether ``render`` could differ from Python's own
     text, cheaply (one type lookup per element), so hot paths can skip the walk.
 
@@ -35,6 +41,10 @@ API:
     in ``"repr"`` mode with the tags ``tags()`` returns at display time. IPython's pretty
     printer walks containers itself and reaches these printers for their elements.
     Formatters registered later are added to installed IPython formatters too.
+
+Users: ``np113print.era_formatter`` (NumPy 1.13's scalars and arrays, untagged, registered
+by ``v1.set_numpy_print("1.13")``) and ``py2runtime`` (bytes as Python 2's ``str``, floats'
+12 digits, ``set([...])``, arrays of bytes; tagged "py2").
 
 Example (a formatter for an era's floats)::
 
@@ -46,9 +56,10 @@ This module imports nothing beyond the standard library.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Collection, Dict, List, Optional, Tuple, Union
+import builtins
+from typing import Any, Callable, Collection, Dict, List, Optional, TextIO, Tuple, Union
 
-__all__ = ["Formatter", "register", "unregister", "render", "needs_render", "install_ipython"]
+__all__ = ["Formatter", "register", "unregister", "render", "era_print", "needs_render", "install_ipython"]
 
 #: ``formatter(obj, mode) -> text or None``; ``mode`` is "str" or "repr".
 Formatter = Callable[[Any, str], Optional[str]]
@@ -89,11 +100,13 @@ def unregister(name: str) -> None:
 
 
 def _formatters_for(obj: Any, tags: Collection[str]) -> List[Formatter]:
-    return [
-        formatter
+    """Active formatters for ``obj``: tagged ones first, then untagged, each latest first."""
+    found = [
+        (tag is None, formatter)
         for types, formatter, tag in reversed(list(_REGISTRY.values()))
         if isinstance(obj, types) and (tag is None or tag in tags)
     ]
+    return [formatter for _, formatter in sorted(found, key=lambda pair: pair[0])]
 
 
 def _leaf(obj: Any, mode: str, tags: Collection[str]) -> Optional[str]:
@@ -140,7 +153,28 @@ def render(obj: Any, mode: str = "str", tags: Collection[str] = ()) -> str:
     """
     if mode not in ("str", "repr"):
         raise ValueError("mode must be 'str' or 'repr', not %r" % (mode,))
+    if not _REGISTRY:
+        return str(obj) if mode == "str" else repr(obj)
     return _render(obj, mode, tags, set())
+
+
+def era_print(
+    *values: Any,
+    sep: Optional[str] = " ",
+    end: Optional[str] = "\n",
+    file: Optional[TextIO] = None,
+    flush: bool = False,
+) -> None:
+    """``print`` for user code: each value's text comes from ``render(value, "str")``.
+
+    Args:
+        *values: what to print.
+        sep: as for ``print``.
+        end: as for ``print``.
+        file: as for ``print``.
+        flush: as for ``print``.
+    """
+    builtins.print(*(render(value, "str") for value in values), sep=sep, end=end, file=file, flush=flush)
 
 
 def _render(obj: Any, mode: str, tags: Collection[str], active: set) -> str:
@@ -211,7 +245,7 @@ def _has_printer(target: Any, kind: type) -> bool:
     return True
 
 
-def install_ipython(formatter: Any, tags: Callable[[], Collection[str]]) -> None:
+def install_ipython(formatter: Any, tags: Callable[[], Collection[str]] = tuple) -> None:
     """Makes an IPython ``PlainTextFormatter`` show registered types through ``render``.
 
     Args:

@@ -22,8 +22,9 @@ text, so tracebacks point at the user's lines even where a fixer added one (``re
 adds an import).
 
 ``decide(source, force)`` is the rule for when to translate: forced on or off, or else
-exactly when the source does not compile as Python 3 but parses as Python 2. Python 3
-source is never translated unless forced.
+when the source does not compile as Python 3 but parses as Python 2 (or is valid Python 3
+only by accident of a print statement: ``print [x]``). Python 3 source is never
+translated unless forced.
 
 Nothing here imports TensorFlow.
 """
@@ -251,12 +252,43 @@ def decide(source: str, force: Optional[bool] = None) -> bool:
         force: True or False to decide regardless of the text; None to detect.
 
     Returns:
-        ``force`` when given; else True exactly when ``source`` does not compile as
-        Python 3 but parses as Python 2.
+        ``force`` when given; else True when ``source`` parses as Python 2 and either does
+        not compile as Python 3 or uses ``print`` as only Python 2 could mean it
+        (``print [x]``, ``print -1``, ``print >>f, x``, ``print (a), b``, a bare ``print``:
+        valid Python 3 syntax, but a no-op or a TypeError there).
     """
     if force is not None:
         return force
-    return not compiles_as_python3(source) and parses_as_python2(source)
+    if compiles_as_python3(source) and not _python2_print_statement(source):
+        return False
+    return parses_as_python2(source)
+
+
+def _print_head(expr: ast.AST) -> bool:
+    """Whether ``expr`` is ``print`` followed by an operator: ``print -1``, ``print [x]``."""
+    while isinstance(expr, (ast.BinOp, ast.Compare, ast.Subscript)):
+        expr = expr.value if isinstance(expr, ast.Subscript) else expr.left
+    return isinstance(expr, ast.Name) and expr.id == "print"
+
+
+def _python2_print_statement(source: str) -> bool:
+    """Whether valid Python 3 ``source`` has an expression statement that is a Python 2 print."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Expr):
+            continue
+        value = node.value
+        if _print_head(value):
+            return True
+        if isinstance(value, ast.Tuple) and value.elts:
+            first = value.elts[0]
+            called = isinstance(first, ast.Call) and isinstance(first.func, ast.Name) and first.func.id == "print"
+            if called or _print_head(first):
+                return True
+    return False
 
 
 def _with_final_newline(source: str) -> str:

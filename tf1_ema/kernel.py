@@ -78,9 +78,20 @@ def setup_tf1() -> None:
         v1.prepare_environment(tf_log=False)
         v1.set_numpy_print(v1.resolve_numpy_print())
         v1.install(_is_user_code)
+        _configure_tf1_logging(v1)
     except Exception as exc:
         raise TF1SetupError(f"{type(exc).__name__}: {exc}") from exc
     _setup_done = True
+
+
+def _configure_tf1_logging(v1) -> None:
+    """TF1 parity: in a notebook TF 1.x logged INFO lines to stdout (cell output).
+
+    The TF 1.x minor is ``$TF1_EMA_TF_VERSION`` (default 1.15).
+    """
+    from tf1_ema.legacy import tflog
+
+    v1.configure_tf1_logging(tflog.resolve_tf_version(), interactive=True)
 
 
 class TF1Kernel(IPythonKernel):

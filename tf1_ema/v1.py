@@ -520,4 +520,19 @@ def _tf1_freeze_graph(graph_util: types.ModuleType) -> types.ModuleType:
         module.convert_to_constants,
         {"convert_variables_to_constants": graph_util.convert_variables_to_constants},
     )
+    # TF1 parity: TF 2.x renamed variable_names_blacklist to variable_names_denylist.
+    for name in ("freeze_graph", "freeze_graph_with_def_protos"):
+        setattr(module, name, _accepting_blacklist(getattr(module, name)))
     return module
+
+
+def _accepting_blacklist(function: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(function)
+    def tf1_signature(*args: Any, variable_names_blacklist: Any = None, **kwargs: Any) -> Any:
+        if variable_names_blacklist is not None:
+            kwargs.setdefault("variable_names_denylist", variable_names_blacklist)
+        return function(*args, **kwargs)
+
+    return tf1_signature

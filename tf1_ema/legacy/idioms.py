@@ -28,8 +28,6 @@ SERVED: Dict[str, str] = {
 
 # Gone from TensorFlow 2 (or from 2.16 on): tensorflow.python.<prefix>  ->  the replacement.
 REMOVED: Dict[str, str] = {
-    "estimator": "tf.keras (model.fit / evaluate / predict) or a tf.compat.v1 Session loop; "
-    "tf.estimator was removed in TensorFlow 2.16",
     "ops.summary_ops": "tf.summary (tf.compat.v1.summary.scalar, histogram, merge_all, FileWriter)",
     "contrib": "the tf.contrib stand-ins tf1-ema provides (import tensorflow.contrib)",
 }
@@ -55,7 +53,7 @@ def explain_missing(module: str) -> str:
     Returns:
         A sentence naming the module and what to use instead.
     """
-    if module == "tensorflow.estimator" or module.startswith("tensorflow.estimator."):
+    if module.split(".")[:2] == ["tensorflow", "estimator"] or module.split(".")[:3] == ["tensorflow", "python", "estimator"]:
         return "No module named %r: %s" % (module, ESTIMATOR_GONE)
     prefix = "tensorflow.python."
     if module.startswith(prefix):

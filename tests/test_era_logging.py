@@ -322,3 +322,29 @@ def test_script_logging(program, how):
     converted = "Converted 2 variables to const ops.\n" if how == "env 1.4" else ""
     assert result.stdout == converted + "5 nodes\ndone\n"
     assert result.stderr == "WARNING:tensorflow:user warning\n"
+
+
+PLAIN = """\
+import builtins, logging, sys
+import numpy
+import tensorflow as tf
+
+def state():
+    log = logging.getLogger("tensorflow")
+    return (builtins.__import__, log.level, log.propagate, [type(h) for h in log.handlers],
+            hasattr(numpy, "float"), sorted(m for m in sys.modules if m.startswith("tf1_ema.legacy")))
+
+before = state()
+import tf1_ema
+after = state()
+print(before == after, after[4], after[5])
+"""
+
+
+@pytest.mark.slow
+def test_plain_import_tf1_ema_changes_nothing(tmp_path):
+    """`import tf1_ema` in a plain program leaves imports, TensorFlow's logger and NumPy as they were."""
+    (tmp_path / "plain.py").write_text(PLAIN)
+    result = run(["plain.py"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "True False []\n"

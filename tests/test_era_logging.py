@@ -348,3 +348,41 @@ def test_plain_import_tf1_ema_changes_nothing(tmp_path):
     result = run(["plain.py"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "True False []\n"
+
+
+KERNEL_CELLS = [
+    (
+        "import tensorflow as tf\n"
+        "from tensorflow.python.framework import graph_util\n"
+        "v = tf.Variable(1.0, name='v'); w = tf.Variable(2.0, name='w'); total = tf.add(v, w, name='add')\n"
+        "tf.initialize_all_variables()\n"
+        "sess = tf.Session(); sess.run(tf.global_variables_initializer())\n"
+        "saver = tf.train.Saver(); path = saver.save(sess, 'Saved_model/model.ckpt')",
+        "",
+    ),
+    ("saver.restore(sess, 'Saved_model/model.ckpt')", "INFO:tensorflow:Restoring parameters from Saved_model/model.ckpt\n"),
+    (
+        "frozen = graph_util.convert_variables_to_constants(sess, sess.graph_def, ['add'])",
+        "INFO:tensorflow:Froze 2 variables.\nINFO:tensorflow:Converted 2 variables to const ops.\n",
+    ),
+    ("tf.logging.info('from a cell %d', 7)", "INFO:tensorflow:from a cell 7\n"),
+]
+
+
+@pytest.mark.slow
+def test_kernel_cells_show_tf1_info_lines(tmp_path, monkeypatch):
+    """In the tf1-ema kernel, TF1's INFO lines land in the cell's stdout and TF 2's notices nowhere."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.delenv(tflog.TF_VERSION_ENV, raising=False)
+    monkeypatch.setenv("PYTHONPATH", env()["PYTHONPATH"])
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source, _ in KERNEL_CELLS]
+    client = nbclient.NotebookClient(nb, kernel_name="tf1-ema", timeout=300, startup_timeout=300,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    for cell, (_, expected) in zip(nb.cells, KERNEL_CELLS):
+        streams = [(o["name"], o["text"]) for o in cell.outputs if o["output_type"] == "stream"]
+        assert "".join(text for name, text in streams if name == "stdout") == expected
+        assert all(name != "stderr" for name, _ in streams), streams
+        assert all(o["output_type"] != "error" for o in cell.outputs), cell.outputs

@@ -133,10 +133,11 @@ TF_DIR = os.path.dirname(logging.__file__)  # any library directory stands for T
         ("1.15", TF_DIR + "/training/basic_session_run_hooks.py", "Calling checkpoint listeners before saving checkpoint %d...", False),
         ("1.15", TF_DIR + "/util/deprecation.py", "From %s: %s (from %s) is deprecated and will be removed %s.\nInstructions for updating:\n%s", False),
         ("1.15", TF_DIR + "/other.py", "Restoring parameters from %s", False),
+        ("1.8", TF_DIR + "/checkpoint/checkpoint_management.py", "%s: Checkpoint ignored", True),
         ("1.4", "/home/user/project/train.py", "anything the user logs", True),
         ("1.4", "/tmp/ipykernel_1/123.py", "a notebook cell's tf.logging.info", True),
     ],
-    ids=["saver", "finalized-1.4", "finalized-1.6", "tf2-only", "deprecation", "wrong-file", "user-script", "user-cell"],
+    ids=["saver", "finalized-1.4", "finalized-1.6", "tf2-only", "deprecation", "wrong-file", "moved-file", "user-script", "user-cell"],
 )
 def test_era_filter_keeps_tf1_messages_and_the_users_own(version, pathname, msg, kept):
     """A record passes when that minor emitted its template from that file, or when user code logged it."""

@@ -40,6 +40,10 @@ TF_VERSION_ENV = "TF1_EMA_TF_VERSION"
 TF_VERSIONS = tuple("1.%d" % minor for minor in range(4, 16))
 DEFAULT_TF_VERSION = "1.15"
 
+# TF 1.11 moved the checkpoint-state messages from saver.py into checkpoint_management.py,
+# where today's TensorFlow still logs them: for older minors, the new file stands for the old.
+_MOVED = {"saver.py": ("checkpoint_management.py",)}
+
 # TF 1.15 is no longer served by the registry; its logging calls in these files are 1.14's.
 _SOURCE_OF = {"1.15": "1.14"}
 _TABLE_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tf1_log_messages.json")
@@ -108,7 +112,12 @@ class EraFilter(logging.Filter):
     def __init__(self, version: str) -> None:
         super().__init__()
         self.version = version
-        self._known = {(source, template) for source, kind, template in MESSAGES[version] if kind != "print"}
+        self._known = {
+            (name, template)
+            for source, kind, template in MESSAGES[version]
+            if kind != "print"
+            for name in (source,) + _MOVED.get(source, ())
+        }
         self._libraries = _library_dirs()
 
     def is_user_record(self, record: logging.LogRecord) -> bool:

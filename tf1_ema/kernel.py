@@ -9,7 +9,9 @@ Every cell gets the semantics of ``tf1-ema run``, from the same code in
 * Python 2 ``print x`` statements are rewritten to calls, one cell at a time.
 * NumPy prints floats the way the era named by ``TF1_EMA_NUMPY_PRINT`` did
   (``1.13``, ``1.25`` or ``modern``; default ``1.25``).
-* TensorFlow's log noise is silenced, so no stderr lands in cell outputs.
+* TensorFlow's log noise is silenced, so no stderr lands in cell outputs;
+  TF 1.x's own INFO lines (``INFO:tensorflow:Restoring parameters from ...``)
+  show on stdout as they did, for the minor named by ``TF1_EMA_TF_VERSION``.
 
 The TF1 set-up runs before the kernel accepts any request. If it fails, the
 process prints why and exits non-zero: a client sees a dead kernel, never a

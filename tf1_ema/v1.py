@@ -17,6 +17,12 @@ Contract (shared by ``tf1_ema.runner`` and the Jupyter kernel in ``tf1_ema.kerne
   import ...`` run by code whose module globals satisfy ``is_user_code`` gets the namespace
   above; everyone else (third-party libraries) keeps the real module. Idempotent; a second
   call replaces the predicate and mode.
+* ``configure_tf1_logging(version, interactive)`` -- after ``install``: TensorFlow's Python
+  log as TF 1.x ``version`` showed it (INFO on stdout when interactive, WARNING on stderr
+  in scripts; only messages that minor emitted, plus the user's own). User code also gets
+  TF1's ``tensorflow.python.*`` idioms (``graph_util``, ``freeze_graph``, ...), a one-line
+  error for ``tf.estimator``, and NumPy/Pillow/scipy.misc stand-ins with their TF1-era
+  names (``tf1_ema.legacy.libshims``).
 * ``set_numpy_print(era)`` with era in ``NUMPY_PRINT_ERAS`` ("1.13", "1.25", "modern");
   ``NUMPY_PRINT_ENV`` names the environment variable that picks the default era, and
   ``resolve_numpy_print(value)`` applies that rule.

@@ -18,11 +18,10 @@ module)`` builds the value. No TensorFlow import here.
 import builtins
 import importlib
 import math
-import operator
 import pickle
 import sys
 import types
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 __all__ = ["LIBRARIES", "SHIMS", "proxy", "proxy_for_import", "notices"]
 
@@ -101,9 +100,8 @@ def _numpy_functions() -> Dict[str, Tuple[str, Factory]]:
 
         def reshape(a, newshape=None, order="C", **kwargs):
             """np.reshape(a, newshape, order='C'): TF1-era spelling of np.reshape(a, shape)."""
-            if newshape is not None:
-                kwargs["shape"] = newshape
-            return real(a, order=order, **kwargs)
+            shape = kwargs.pop("shape", newshape)
+            return real(a, shape, order=order, **kwargs)
 
         return reshape
 
@@ -535,11 +533,3 @@ def proxy_for_import(original: Callable[..., Any], name: str, globals_: Any, loc
             return stand_in
         return proxy(sys.modules[name.partition(".")[0]])
     return proxy(module)
-
-
-def import_real(name: str) -> Optional[types.ModuleType]:
-    """The installed module ``name``, or None when it is not installed (for tests and docs)."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None

@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import sysconfig
-from typing import Any, Dict, FrozenSet, Iterable, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
 __all__ = [
     "TF_VERSION_ENV",
@@ -214,9 +214,3 @@ def emit(logger: logging.Logger, source: str, template: str, *args: Any) -> None
         print(template % args if args else template)
         return
     logger.log(logging.getLevelName(kinds[0].upper()), template, *args, extra={"tf1_ema_era": True})
-
-
-def templates(version: str, kinds: Iterable[str] = ("info", "warning")) -> Tuple[Tuple[str, str, str], ...]:
-    """The (source, kind, template) rows a minor emitted, sorted; for docs and tests."""
-    wanted = set(kinds)
-    return tuple(sorted(row for row in MESSAGES[version] if row[1] in wanted))

@@ -444,7 +444,8 @@ def _private_namespace(v1: Any, ema: Dict[str, Any]) -> types.ModuleType:
     def sub(path: str, overrides: Dict[str, Any]) -> _Namespace:
         return _Namespace("tensorflow.python." + path, real(path), overrides)
 
-    graph_util = sub("framework.graph_util", _tf1_graph_util(v1))
+    # tf.graph_util's contents (import_graph_def included), with TF1's freezing function.
+    graph_util = _Namespace("tensorflow.python.framework.graph_util", v1.graph_util, _tf1_graph_util(v1))
     return _Namespace(
         "tensorflow.python",
         sys.modules["tensorflow.python"],
@@ -495,8 +496,12 @@ def _tf1_graph_util(v1: Any) -> Dict[str, Any]:
         _emit_tf1("graph_util_impl.py", "Converted %d variables to const ops.", frozen)
         return output
 
+    from tf1_ema import _update_op
+
     return {
         "convert_variables_to_constants": convert_variables_to_constants,
+        # As tf.import_graph_def: graphs that use tf1_ema's fused update op load too.
+        "import_graph_def": _update_op.with_library(v1.import_graph_def),
         "extract_sub_graph": v1.graph_util.extract_sub_graph,
         "remove_training_nodes": v1.graph_util.remove_training_nodes,
         "must_run_on_cpu": v1.graph_util.must_run_on_cpu,

@@ -21,6 +21,7 @@ import math
 import pickle
 import sys
 import types
+import warnings
 from typing import Any, Callable, Dict, Tuple
 
 __all__ = ["LIBRARIES", "SHIMS", "proxy", "proxy_for_import", "notices"]
@@ -482,8 +483,6 @@ _noticed = set()
 
 
 def _has(module: types.ModuleType, attr: str) -> bool:
-    import warnings
-
     with warnings.catch_warnings():
         # NumPy 1.2x answers np.float with a FutureWarning/AttributeError; either way, shim it.
         warnings.simplefilter("ignore")
@@ -522,7 +521,13 @@ def proxy_for_import(original: Callable[..., Any], name: str, globals_: Any, loc
         What ``__import__`` returns, with stand-ins for modules that have shims.
     """
     try:
-        module = original(name, globals_, locals_, fromlist, 0)
+        if name.partition(".")[0] == "scipy":
+            with warnings.catch_warnings():
+                # TF1 parity: scipy.misc was no deprecated module then; SciPy >= 1.10 warns on import.
+                warnings.filterwarnings("ignore", message="scipy.misc is deprecated", category=DeprecationWarning)
+                module = original(name, globals_, locals_, fromlist, 0)
+        else:
+            module = original(name, globals_, locals_, fromlist, 0)
     except ModuleNotFoundError:
         # A whole module that is gone (scipy.misc): served when its parent is installed.
         parent, _, child = name.rpartition(".")

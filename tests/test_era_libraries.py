@@ -78,6 +78,7 @@ def test_numpy_stand_in_serves_everything_else_from_numpy():
     assert np.float32 is numpy.float32 and np.random is numpy.random
     assert np.__version__ == numpy.__version__ and np.__name__ == "numpy"
     assert "float" in dir(np) and "float32" in dir(np)
+    assert repr(np) == repr(numpy)
 
 
 def test_real_numpy_is_never_changed():

@@ -467,7 +467,8 @@ class ShimModule(types.ModuleType):
         return sorted(set(dir(real)) | set(SHIMS.get(real.__name__, {})))
 
     def __repr__(self) -> str:
-        return "<module %r (with TF1-era names from tf1_ema)>" % self.__name__
+        # Printed as the real module is: the stand-in does not show in a notebook's output.
+        return repr(self.__dict__["_tf1_ema_real"])
 
 
 # Names that still exist in some installed versions: the real one wins there. The others

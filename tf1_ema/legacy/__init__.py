@@ -9,6 +9,11 @@ Modules:
     input_data: ``tensorflow.examples.tutorials.mnist.input_data`` rebuilt on NumPy.
     tf_examples: the ``tensorflow.examples`` module tree that holds ``input_data``.
     contrib: the ``tf.contrib`` stand-in: common symbols mapped, the rest one clear error.
+    tflog: TF 1.x's log output per minor (the table in tf1_log_messages.json, the filter,
+        ``--tf-version`` / ``TF1_EMA_TF_VERSION``).
+    idioms: which ``tensorflow.python.*`` modules user code gets with TF1 contents, and the
+        one-line messages for those that are gone (``tf.estimator`` included).
+    libshims: NumPy / Pillow / scipy.misc stand-ins with the names TF1-era code used.
     errors: the exceptions these stand-ins raise; their messages are complete, user-facing
         sentences that name the problem and the fix.
 """

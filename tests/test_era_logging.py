@@ -2,7 +2,7 @@
 only that (plus the user's own ``tf.logging`` calls), and whole programs in both settings TF1
 had -- interactive (the kernel: INFO on stdout) and scripts (WARNING on stderr).
 
-The table ``tf1_ema/legacy/tf1_log_messages.json`` is extracted from TF 1.4-1.14's own
+The table ``tf1_ema/legacy/tf1_log_messages.json`` is extracted from TF 1.0-1.14's own
 sources by ``tests/golden/extract_tf1_messages.py``; the facts pinned below were read there.
 """
 
@@ -29,6 +29,9 @@ ENV_SKIP = (tflog.TF_VERSION_ENV, "TF1_EMA_NUMPY_PRINT", "TF_CPP_MIN_LOG_LEVEL")
 
 # (minor, source file, kind, template): facts read in TF 1.x's sources.
 FACTS = [
+    ("1.0", "graph_util_impl.py", "info", "Froze %d variables."),
+    ("1.0", "graph_util_impl.py", "print", "Converted %d variables to const ops."),
+    ("1.1", "saver.py", "info", "Restoring parameters from %s"),
     ("1.4", "graph_util_impl.py", "info", "Froze %d variables."),
     ("1.4", "graph_util_impl.py", "print", "Converted %d variables to const ops."),
     ("1.8", "graph_util_impl.py", "print", "Converted %d variables to const ops."),
@@ -69,10 +72,10 @@ def test_table_lacks_what_that_minor_did_not_emit(minor, template):
     assert all(row[2] != template for row in rows(minor))
 
 
-def test_table_covers_every_minor_from_1_4_to_1_15():
-    """The golden table has 1.4-1.14 from the wheels; 1.15 (no longer served) reads as 1.14."""
-    assert sorted(TABLE, key=lambda v: int(v.split(".")[1])) == ["1.%d" % m for m in range(4, 15)]
-    assert tflog.TF_VERSIONS == tuple("1.%d" % m for m in range(4, 16))
+def test_table_covers_every_minor_from_1_0_to_1_15():
+    """The golden table has 1.0-1.14 from the wheels; 1.15 (no longer served) reads as 1.14."""
+    assert sorted(TABLE, key=lambda v: int(v.split(".")[1])) == ["1.%d" % m for m in range(0, 15)]
+    assert tflog.TF_VERSIONS == tuple("1.%d" % m for m in range(0, 16))
     assert rows("1.15") == rows("1.14")
 
 
@@ -89,9 +92,9 @@ def test_resolve_tf_version_prefers_the_flag_then_the_environment(monkeypatch, v
     assert tflog.resolve_tf_version(value) == expected
 
 
-@pytest.mark.parametrize("value", ["2.0", "1.3", "banana"])
+@pytest.mark.parametrize("value", ["2.0", "0.12", "1.16", "banana"])
 def test_resolve_tf_version_names_the_bad_value(monkeypatch, value):
-    """A version outside 1.4-1.15 is refused with a message naming the source and the choices."""
+    """A version outside 1.0-1.15 is refused with a message naming the source and the choices."""
     monkeypatch.setenv(tflog.TF_VERSION_ENV, value)
     with pytest.raises(ValueError, match=tflog.TF_VERSION_ENV):
         tflog.resolve_tf_version()
@@ -128,6 +131,7 @@ TF_DIR = os.path.dirname(logging.__file__)  # any library directory stands for T
     "version, pathname, msg, kept",
     [
         ("1.15", TF_DIR + "/training/saver.py", "Restoring parameters from %s", True),
+        ("1.0", TF_DIR + "/training/saver.py", "Restoring parameters from %s", False),
         ("1.4", TF_DIR + "/training/monitored_session.py", "Graph was finalized.", False),
         ("1.6", TF_DIR + "/training/monitored_session.py", "Graph was finalized.", True),
         ("1.15", TF_DIR + "/training/basic_session_run_hooks.py", "Calling checkpoint listeners before saving checkpoint %d...", False),
@@ -137,7 +141,7 @@ TF_DIR = os.path.dirname(logging.__file__)  # any library directory stands for T
         ("1.4", "/home/user/project/train.py", "anything the user logs", True),
         ("1.4", "/tmp/ipykernel_1/123.py", "a notebook cell's tf.logging.info", True),
     ],
-    ids=["saver", "finalized-1.4", "finalized-1.6", "tf2-only", "deprecation", "wrong-file", "moved-file", "user-script", "user-cell"],
+    ids=["saver", "saver-1.0", "finalized-1.4", "finalized-1.6", "tf2-only", "deprecation", "wrong-file", "moved-file", "user-script", "user-cell"],
 )
 def test_era_filter_keeps_tf1_messages_and_the_users_own(version, pathname, msg, kept):
     """A record passes when that minor emitted its template from that file, or when user code logged it."""
@@ -197,6 +201,16 @@ def test_emit_prints_or_logs_as_the_minor_did(logger, monkeypatch, version, expe
     assert out.getvalue() == expected
 
 
+@pytest.mark.parametrize("version, expected", [("1.3", "7 ops in the final graph.\n"), ("1.4", "")])
+def test_freeze_graph_printed_its_size_until_1_3(logger, monkeypatch, version, expected):
+    """TF 1.0-1.3's freeze_graph printed 'N ops in the final graph.'; 1.4 on did not."""
+    tflog.configure(logger, version, interactive=False)
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    tflog.emit(logger, "freeze_graph.py", "%d ops in the final graph.", 7)
+    assert out.getvalue() == expected
+
+
 def test_emit_in_a_script_prints_converted_on_stdout_only_for_old_minors(logger, monkeypatch):
     """In a script TF 1.4's print still reached stdout, while the INFO lines stayed hidden."""
     tflog.configure(logger, "1.4", interactive=False)
@@ -236,7 +250,8 @@ with tf.train.MonitoredTrainingSession(checkpoint_dir=os.path.join(here, "mts"))
 print("done")
 """
 
-# What TF 1.15 / TF 1.4 showed in a notebook ({here}: the script's directory).
+# What TF 1.15 / 1.4 / 1.0 showed in a notebook ({here}: the script's directory). TF 1.0's
+# Saver did not log restores yet; MonitoredTrainingSession's set-up lines came with 1.6.
 INTERACTIVE = {
     "1.15": """\
 INFO:tensorflow:user info 1
@@ -257,6 +272,17 @@ done
 INFO:tensorflow:user info 1
 WARNING:tensorflow:user warning
 INFO:tensorflow:Restoring parameters from {here}/model.ckpt
+INFO:tensorflow:Froze 2 variables.
+Converted 2 variables to const ops.
+5 nodes
+INFO:tensorflow:Create CheckpointSaverHook.
+INFO:tensorflow:Saving checkpoints for 0 into {here}/mts/model.ckpt.
+INFO:tensorflow:Saving checkpoints for 1 into {here}/mts/model.ckpt.
+done
+""",
+    "1.0": """\
+INFO:tensorflow:user info 1
+WARNING:tensorflow:user warning
 INFO:tensorflow:Froze 2 variables.
 Converted 2 variables to const ops.
 5 nodes
@@ -301,7 +327,7 @@ def program(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("version", ["1.15", "1.4"])
+@pytest.mark.parametrize("version", ["1.15", "1.4", "1.0"])
 def test_interactive_program_prints_what_the_notebook_showed(program, version):
     """Interactive (as in the kernel): TF1's INFO lines on stdout, for that minor, and nothing on stderr."""
     result = run(["driver.py", version, program.name], cwd=program.parent)

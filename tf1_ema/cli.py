@@ -95,7 +95,7 @@ def _add_tf_version_option(run: argparse.ArgumentParser) -> None:
         "--tf-version",
         metavar="1.N",
         default=None,
-        help="the TensorFlow 1.x version whose log output to reproduce, 1.4 to 1.15 (TF 1.4-1.8 printed "
+        help="the TensorFlow 1.x version whose log output to reproduce, 1.0 to 1.15 (TF 1.0-1.8 printed "
         "'Converted N variables to const ops.', later ones logged it) (default: $%s, else %s)"
         % (TF_VERSION_ENV, DEFAULT_TF_VERSION),
     )

@@ -125,7 +125,7 @@ def run(
         numpy_print: the NumPy print era, see ``tf1_ema.v1.set_numpy_print``.
         py2_print: translate Python 2 print statements (in the script and beside it).
         tf_log: keep TensorFlow's log noise.
-        tf_version: the TF 1.x minor whose log output to reproduce ("1.4" ... "1.15");
+        tf_version: the TF 1.x minor whose log output to reproduce ("1.0" ... "1.15");
             None means ``$TF1_EMA_TF_VERSION``, else 1.15. Resolve it first
             (``tflog.resolve_tf_version``) to report a bad value as a usage error.
 

@@ -532,8 +532,16 @@ def _tf1_freeze_graph(graph_util: types.ModuleType) -> types.ModuleType:
         {"convert_variables_to_constants": graph_util.convert_variables_to_constants},
     )
     # TF1 parity: TF 2.x renamed variable_names_blacklist to variable_names_denylist.
-    for name in ("freeze_graph", "freeze_graph_with_def_protos"):
-        setattr(module, name, _accepting_blacklist(getattr(module, name)))
+    freeze = _accepting_blacklist(module.freeze_graph_with_def_protos)
+
+    def freeze_graph_with_def_protos(*args: Any, **kwargs: Any) -> Any:
+        output = freeze(*args, **kwargs)
+        if hasattr(output, "node"):  # TF1 parity: TF 1.0-1.3 printed the frozen graph's size
+            _emit_tf1("freeze_graph.py", "%d ops in the final graph.", len(output.node))
+        return output
+
+    module.freeze_graph_with_def_protos = freeze_graph_with_def_protos
+    module.freeze_graph = _accepting_blacklist(module.freeze_graph)
     return module
 
 

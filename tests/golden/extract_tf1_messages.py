@@ -1,4 +1,4 @@
-"""Regenerates ``tf1_log_messages.json``: the log lines TF 1.x's own Python sources emit.
+"""Regenerates ``tf1_ema/legacy/tf1_log_messages.json``: the log lines TF 1.x's own Python sources emit.
 
 Facts only: for each TF 1.x minor, every ``logging.<level>(...)`` and ``print(...)`` call
 with a literal message in the modules whose output TF1 users saw (graph freezing, Saver,
@@ -6,11 +6,12 @@ Supervisor, MonitoredTrainingSession and its hooks, Estimator), as ``{minor: [[f
 kind, template], ...]}``. ``kind`` is the log level, or ``print``. Non-literal parts of a
 message become ``%s``.
 
-Usage (wheels from the registry, read only, never installed)::
+Usage (one folder per version, 1.0.0 ... 1.14.0, each holding that version's wheel from the
+registry; read only, never installed)::
 
-    pip download tensorflow==1.4.0 --no-deps --python-version 3.6 \\
+    pip download tensorflow==1.0.0 --no-deps --python-version 3.6 \\
         --platform manylinux1_x86_64 --only-binary :all: -d WHEELS/1.4.0
-    python tests/golden/extract_tf1_messages.py WHEELS > tests/golden/tf1_log_messages.json
+    python tests/golden/extract_tf1_messages.py WHEELS > tf1_ema/legacy/tf1_log_messages.json
 
 TF 1.15 is no longer served by the registry; 1.14 stands for it (the table in
 ``tf1_ema.legacy.tflog`` treats 1.15 as 1.14).

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 TF_VERSION_ENV = "TF1_EMA_TF_VERSION"
-TF_VERSIONS = tuple("1.%d" % minor for minor in range(4, 16))
+TF_VERSIONS = tuple("1.%d" % minor for minor in range(0, 16))
 DEFAULT_TF_VERSION = "1.15"
 
 # TF 1.11 moved the checkpoint-state messages from saver.py into checkpoint_management.py,
@@ -76,7 +76,7 @@ def resolve_tf_version(value: Optional[str] = None) -> str:
         One of ``TF_VERSIONS``.
 
     Raises:
-        ValueError: the choice is not a TF 1.x minor from 1.4 to 1.15; the message names
+        ValueError: the choice is not a TF 1.x minor from 1.0 to 1.15; the message names
             where it came from.
     """
     where = "--tf-version"

@@ -68,6 +68,15 @@ def test_numpy_array_copy_false_copies_only_when_needed():
     assert np.array(existing) is not existing
 
 
+def test_numpy_shims_pickle_like_numpys_functions():
+    """The function shims pickle by reference (pool.map(np.sum, ...) keeps working)."""
+    import pickle
+
+    for name in ("sum", "array", "reshape", "asscalar", "histogram"):
+        function = getattr(np, name)
+        assert pickle.loads(pickle.dumps(function)) is function
+
+
 def test_numpy_nan_aliases_are_nan():
     """np.NaN and np.NAN are NaN."""
     assert math.isnan(np.NaN) and math.isnan(np.NAN)

@@ -45,144 +45,131 @@ def _value(value: Any) -> Factory:
 # ---------------------------------------------------------------------------- NumPy
 
 
+# Module-level functions (not closures), so that user code can pickle them, as it could
+# pickle NumPy's own (multiprocessing's pool.map(np.sum, ...)).
+
+
+def asscalar(a):
+    """np.asscalar(a): the array's single element as a Python scalar (a.item())."""
+    return a.item()
+
+
+def rank(a):
+    """np.rank(a): the number of dimensions (removed in NumPy 1.18)."""
+    import numpy
+
+    return numpy.ndim(a)
+
+
+def msort(a):
+    """np.msort(a): ``a`` sorted along its first axis."""
+    import numpy
+
+    return numpy.sort(a, axis=0)
+
+
+def in1d(ar1, ar2, assume_unique=False, invert=False, **kwargs):
+    """np.in1d: np.isin flattened to one dimension."""
+    import numpy
+
+    return numpy.isin(ar1, ar2, assume_unique=assume_unique, invert=invert, **kwargs).ravel()
+
+
+def asfarray(a, dtype=float):
+    """np.asfarray: ``a`` as an array of floats (float64 unless ``dtype`` is inexact)."""
+    import numpy
+
+    dtype = numpy.dtype(dtype)
+    if not numpy.issubdtype(dtype, numpy.inexact):
+        dtype = numpy.dtype(numpy.float64)
+    return numpy.asarray(a, dtype=dtype)
+
+
+def issubclass_(arg1, arg2):
+    """np.issubclass_: issubclass that answers False instead of raising TypeError."""
+    try:
+        return issubclass(arg1, arg2)
+    except TypeError:
+        return False
+
+
+def np_reshape(a, newshape=None, order="C", **kwargs):
+    """np.reshape(a, newshape, order='C'): the TF1-era spelling of np.reshape(a, shape)."""
+    import numpy
+
+    shape = kwargs.pop("shape", newshape)
+    return numpy.reshape(a, shape, order=order, **kwargs)
+
+
+def np_histogram(a, bins=10, range=None, normed=None, weights=None, density=None):  # noqa: A002
+    """np.histogram with the ``normed`` argument NumPy 1.24 removed.
+
+    normed=True divided the counts by sum(counts * bin widths), as NumPy <= 1.23 did.
+    """
+    import numpy
+
+    if not normed:
+        return numpy.histogram(a, bins=bins, range=range, weights=weights, density=density)
+    counts, edges = numpy.histogram(a, bins=bins, range=range, weights=weights)
+    widths = numpy.diff(edges).astype(float)
+    return counts / (counts * widths).sum(), edges
+
+
+def np_array(object, dtype=None, *args, copy=True, **kwargs):  # noqa: A002 -- NumPy's name
+    """np.array where copy=False means "copy only if needed", as before NumPy 2.0."""
+    import numpy
+
+    return numpy.array(object, dtype, *args, copy=None if copy is False else copy, **kwargs)
+
+
+def np_fromstring(string, dtype=float, count=-1, sep="", **kwargs):
+    """np.fromstring, including the binary mode (sep='') NumPy 2.3 removed: a copy of the bytes."""
+    import numpy
+
+    if sep == "":
+        data = string.encode("latin-1") if isinstance(string, str) else string
+        return numpy.frombuffer(data, dtype=dtype, count=count, **kwargs).copy()
+    return numpy.fromstring(string, dtype=dtype, count=count, sep=sep, **kwargs)
+
+
+def np_linspace(start, stop, num=50, *args, **kwargs):
+    """np.linspace accepting a float ``num`` (truncated, as NumPy < 1.18 did)."""
+    import numpy
+
+    if isinstance(num, float):
+        num = int(num)
+    return numpy.linspace(start, stop, num, *args, **kwargs)
+
+
+def np_sum(a, *args, **kwargs):
+    """np.sum; a generator is summed by Python's sum, as NumPy < 2.0 did."""
+    import numpy
+
+    if isinstance(a, types.GeneratorType):
+        total = builtins.sum(a)
+        out = kwargs.get("out")
+        if out is not None:
+            out[...] = total
+            return out
+        return total
+    return numpy.sum(a, *args, **kwargs)
+
+
 def _numpy_functions() -> Dict[str, Tuple[str, Factory]]:
     """NumPy functions removed or changed since 2017, each rebuilt on today's NumPy."""
-
-    def asscalar(module):
-        def asscalar(a):
-            """np.asscalar(a): the array's single element as a Python scalar (a.item())."""
-            return a.item()
-
-        return asscalar
-
-    def rank(module):
-        def rank(a):
-            """np.rank(a): the number of dimensions (removed in NumPy 1.18)."""
-            return module.ndim(a)
-
-        return rank
-
-    def msort(module):
-        def msort(a):
-            """np.msort(a): a sorted along its first axis."""
-            return module.sort(a, axis=0)
-
-        return msort
-
-    def in1d(module):
-        def in1d(ar1, ar2, assume_unique=False, invert=False, **kwargs):
-            """np.in1d: np.isin flattened to one dimension."""
-            return module.isin(ar1, ar2, assume_unique=assume_unique, invert=invert, **kwargs).ravel()
-
-        return in1d
-
-    def asfarray(module):
-        def asfarray(a, dtype=module.float64):
-            """np.asfarray: ``a`` as an array of floats (float64 unless dtype is inexact)."""
-            dtype = module.dtype(dtype)
-            if not module.issubdtype(dtype, module.inexact):
-                dtype = module.dtype(module.float64)
-            return module.asarray(a, dtype=dtype)
-
-        return asfarray
-
-    def issubclass_(module):
-        def issubclass_(arg1, arg2):
-            """np.issubclass_: issubclass that answers False instead of raising TypeError."""
-            try:
-                return issubclass(arg1, arg2)
-            except TypeError:
-                return False
-
-        return issubclass_
-
-    def reshape(module):
-        real = module.reshape
-
-        def reshape(a, newshape=None, order="C", **kwargs):
-            """np.reshape(a, newshape, order='C'): TF1-era spelling of np.reshape(a, shape)."""
-            shape = kwargs.pop("shape", newshape)
-            return real(a, shape, order=order, **kwargs)
-
-        return reshape
-
-    def histogram(module):
-        real = module.histogram
-
-        def histogram(a, bins=10, range=None, normed=None, weights=None, density=None):  # noqa: A002
-            """np.histogram with the ``normed`` argument NumPy 1.24 removed.
-
-            normed=True divided the counts by sum(counts * bin widths), as NumPy <= 1.23 did.
-            """
-            if not normed:
-                return real(a, bins=bins, range=range, weights=weights, density=density)
-            counts, edges = real(a, bins=bins, range=range, weights=weights)
-            widths = module.diff(edges).astype(float)
-            return counts / (counts * widths).sum(), edges
-
-        return histogram
-
-    def array(module):
-        real = module.array
-
-        def array(object, dtype=None, *args, copy=True, **kwargs):  # noqa: A002 -- NumPy's name
-            """np.array where copy=False means "copy only if needed", as before NumPy 2.0."""
-            return real(object, dtype, *args, copy=None if copy is False else copy, **kwargs)
-
-        return array
-
-    def fromstring(module):
-        real = module.fromstring
-
-        def fromstring(string, dtype=float, count=-1, sep="", **kwargs):
-            """np.fromstring, including the binary mode (sep='') NumPy 2.3 removed: a copy of the bytes."""
-            if sep == "":
-                data = string.encode("latin-1") if isinstance(string, str) else string
-                return module.frombuffer(data, dtype=dtype, count=count, **kwargs).copy()
-            return real(string, dtype=dtype, count=count, sep=sep, **kwargs)
-
-        return fromstring
-
-    def linspace(module):
-        real = module.linspace
-
-        def linspace(start, stop, num=50, *args, **kwargs):
-            """np.linspace accepting a float ``num`` (truncated, as NumPy < 1.18 did)."""
-            if isinstance(num, float) and not isinstance(num, bool):
-                num = int(num)
-            return real(start, stop, num, *args, **kwargs)
-
-        return linspace
-
-    def sum_(module):
-        real = module.sum
-
-        def sum(a, *args, **kwargs):  # noqa: A001 -- NumPy's name
-            """np.sum; a generator is summed by Python's sum, as NumPy < 2.0 did."""
-            if isinstance(a, types.GeneratorType):
-                total = builtins.sum(a)
-                out = kwargs.get("out")
-                if out is not None:
-                    out[...] = total
-                    return out
-                return total
-            return real(a, *args, **kwargs)
-
-        return sum
-
     return {
-        "asscalar": ("removed in NumPy 1.23: a.item()", asscalar),
-        "rank": ("removed in NumPy 1.18: np.ndim", rank),
-        "msort": ("removed in NumPy 2.0: np.sort(a, axis=0)", msort),
-        "in1d": ("removed in NumPy 2.4: np.isin(...).ravel()", in1d),
-        "asfarray": ("removed in NumPy 2.0: np.asarray(a, dtype=float)", asfarray),
-        "issubclass_": ("removed in NumPy 2.0: issubclass", issubclass_),
-        "reshape": ("newshape= removed in NumPy 2.4: shape=", reshape),
-        "histogram": ("normed= removed in NumPy 1.24: density=", histogram),
-        "array": ("copy=False means 'never copy' since NumPy 2.0: copy=None", array),
-        "fromstring": ("binary mode removed in NumPy 2.3: np.frombuffer(...).copy()", fromstring),
-        "linspace": ("a float num raises since NumPy 1.18: int(num)", linspace),
-        "sum": ("np.sum(generator) raises since NumPy 2.4: sum(generator)", sum_),
+        "asscalar": ("removed in NumPy 1.23: a.item()", _value(asscalar)),
+        "rank": ("removed in NumPy 1.18: np.ndim", _value(rank)),
+        "msort": ("removed in NumPy 2.0: np.sort(a, axis=0)", _value(msort)),
+        "in1d": ("removed in NumPy 2.4: np.isin(...).ravel()", _value(in1d)),
+        "asfarray": ("removed in NumPy 2.0: np.asarray(a, dtype=float)", _value(asfarray)),
+        "issubclass_": ("removed in NumPy 2.0: issubclass", _value(issubclass_)),
+        "reshape": ("newshape= removed in NumPy 2.4: shape=", _value(np_reshape)),
+        "histogram": ("normed= removed in NumPy 1.24: density=", _value(np_histogram)),
+        "array": ("copy=False means 'never copy' since NumPy 2.0: copy=None", _value(np_array)),
+        "fromstring": ("binary mode removed in NumPy 2.3: np.frombuffer(...).copy()", _value(np_fromstring)),
+        "linspace": ("a float num raises since NumPy 1.18: int(num)", _value(np_linspace)),
+        "sum": ("np.sum(generator) raises since NumPy 2.4: sum(generator)", _value(np_sum)),
         "loads": ("removed in NumPy 1.15: pickle.loads", _value(pickle.loads)),
     }
 

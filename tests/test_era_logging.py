@@ -461,3 +461,21 @@ def test_extractor_reads_literal_formatted_and_printed_messages():
         ["print", "Converted %d variables to const ops."],
         ["warning", "Input %s missing"],
     ]
+
+
+def test_kernel_refuses_a_bad_tf_version_before_configuring(monkeypatch):
+    """The kernel's set-up step reads $TF1_EMA_TF_VERSION and fails on a bad one (so the kernel dies loudly)."""
+    kernel = pytest.importorskip("tf1_ema.kernel")
+    monkeypatch.setenv(tflog.TF_VERSION_ENV, "2.0")
+    calls = []
+
+    class FakeV1:
+        @staticmethod
+        def configure_tf1_logging(version, interactive):
+            calls.append((version, interactive))
+
+    with pytest.raises(ValueError, match=tflog.TF_VERSION_ENV):
+        kernel._configure_tf1_logging(FakeV1)
+    monkeypatch.setenv(tflog.TF_VERSION_ENV, "1.4")
+    kernel._configure_tf1_logging(FakeV1)
+    assert calls == [("1.4", True)]

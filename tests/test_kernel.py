@@ -250,6 +250,53 @@ def test_notebook_records_the_kernel_language(executed_notebook):
     assert executed_notebook.metadata["language_info"]["name"] == "python"
 
 
+# (source, expected stdout, expected displayed text/plain or None) in a kernel started
+# with TF1_EMA_NUMPY_PRINT=1.13.
+_NP113_CELLS = [
+    (
+        "import numpy as np\nx = np.float32([1/3, 2/3, 1])\nprint(x)\n"
+        "print(np.float32(4.555), [np.float32(4.555), np.float64(0.1)], {'a': np.float32(0.1)})",
+        "[ 0.33333334  0.66666669  1.        ]\n4.555 [4.5549998, 0.10000000000000001] {'a': 0.1}\n",
+        None,
+    ),
+    ("x", "", "array([ 0.33333334,  0.66666669,  1.        ], dtype=float32)"),
+    ("[np.float32(4.555), np.float64(0.1)]", "", "[4.5549998, 0.10000000000000001]"),
+    ("np.float32(1/3)", "", "0.33333334"),
+    ("print np.float32(1/3), np.float32([1e-5, 1.0])", "0.333333 [  9.99999975e-06   1.00000000e+00]\n", None),
+]
+
+
+@pytest.fixture(scope="module")
+def np113_notebook():
+    """A notebook of the _NP113_CELLS, executed once in a tf1-ema kernel started with TF1_EMA_NUMPY_PRINT=1.13."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "tf1-ema", "display_name": kernelspec.DISPLAY_NAME, "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source, _, _ in _NP113_CELLS]
+    before = os.environ.get("TF1_EMA_NUMPY_PRINT")
+    os.environ["TF1_EMA_NUMPY_PRINT"] = "1.13"
+    try:
+        NotebookClient(nb, kernel_name="tf1-ema", timeout=START_TIMEOUT, startup_timeout=START_TIMEOUT).execute()
+    finally:
+        if before is None:
+            del os.environ["TF1_EMA_NUMPY_PRINT"]
+        else:
+            os.environ["TF1_EMA_NUMPY_PRINT"] = before
+    return nb
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "index", range(len(_NP113_CELLS)), ids=["print", "array-display", "list-display", "scalar-display", "py2-print"]
+)
+def test_numpy_113_cells_print_and_display_numpy113_text(np113_notebook, index):
+    """With TF1_EMA_NUMPY_PRINT=1.13, a cell's print and displayed value show NumPy 1.13's text."""
+    cell = np113_notebook.cells[index]
+    _, stdout, shown = _NP113_CELLS[index]
+    assert _stdout(cell) == stdout
+    results = [o["data"]["text/plain"] for o in cell.outputs if o["output_type"] == "execute_result"]
+    assert results == ([shown] if shown is not None else [])
+
+
 # ---------------------------------------------------------------------------
 # Failing loudly
 # ---------------------------------------------------------------------------

@@ -315,6 +315,46 @@ def test_numpy_print_era(tmp_path, how, expected):
     assert result.stdout == expected
 
 
+NP113_SCRIPT = """\
+import numpy as np
+import tensorflow as tf
+import np113_helper
+x = np.float32([1/3, 2/3, 1])
+print(x)
+print(repr(x))
+print(np.float32(4.555), [np.float32(4.555), np.float64(0.1)], {'a': (np.float32(0.1),)})
+print("%s|%r" % (x[:1], x[:1]))
+np113_helper.show()
+with tf.Session() as sess:
+    print(sess.run(tf.constant([1e-5, 1.0])))
+np.set_printoptions(precision=3, suppress=True)
+print(np.float32([1/3, 1e-9]))
+"""
+
+NP113_EXPECTED = """\
+[ 0.33333334  0.66666669  1.        ]
+array([ 0.33333334,  0.66666669,  1.        ], dtype=float32)
+4.555 [4.5549998, 0.10000000000000001] {'a': (0.1,)}
+[ 0.33333334]|array([ 0.33333334], dtype=float32)
+helper 0.333333 [0.33333334]
+[  9.99999975e-06   1.00000000e+00]
+[ 0.333  0.   ]
+"""
+
+
+@pytest.mark.slow
+def test_numpy_113_print_reaches_scripts_and_their_modules(tmp_path):
+    """--numpy-print 1.13: arrays, scalars, containers and set_printoptions print NumPy 1.13's text, also beside the script."""
+    (tmp_path / "np113_helper.py").write_text(
+        "import numpy as np\n\ndef show():\n    print('helper', np.float32(1/3), [np.float32(1/3)])\n"
+    )
+    script = tmp_path / "np113.py"
+    script.write_text(NP113_SCRIPT)
+    result = tf1_ema("run", "--numpy-print", "1.13", script, env=clean_env())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == NP113_EXPECTED
+
+
 # -------------------------------------------------------------------------- exit codes
 
 EXITS = """\

@@ -113,6 +113,24 @@ class TF1Kernel(IPythonKernel):
         # `post` transformers see the cell after IPython has turned `%magic`
         # and `!cmd` lines into Python, so the fixer only ever sees Python.
         self.shell.input_transformers_post.append(_fix_print_lines)
+        _install_era_printing(self.shell)
+
+
+def _install_era_printing(shell) -> None:
+    """Cells' ``print`` and displayed values show NumPy scalars in the chosen era's text.
+
+    Arrays already print in the era's text everywhere (``v1.set_numpy_print``); NumPy
+    scalars' repr is fixed in C, so the cell namespace gets ``era_repr.era_print`` and the
+    text/plain display formatter asks ``era_repr`` too. Only for the "1.13" era.
+    """
+    from tf1_ema import v1
+    from tf1_ema.legacy import era_repr
+
+    if v1.resolve_numpy_print() != "1.13":
+        return
+    shell.user_ns["print"] = era_repr.era_print
+    shell.user_ns_hidden["print"] = era_repr.era_print
+    era_repr.install_ipython(shell.display_formatter.formatters["text/plain"])
 
 
 def main(argv: Optional[List[str]] = None) -> int:

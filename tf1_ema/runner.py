@@ -26,7 +26,7 @@ import traceback
 import types
 from typing import Callable, List, Optional, Sequence
 
-from tf1_ema.legacy import py2print
+from tf1_ema.legacy import era_repr, py2print
 from tf1_ema.legacy.errors import LegacyError
 
 __all__ = ["check_script", "run", "compare", "EXIT_INTERRUPTED", "EXIT_USAGE"]
@@ -156,6 +156,10 @@ def run(
     main.__dict__.update(
         __file__=path, __builtins__=builtins, __loader__=loader, __spec__=None, __package__=None, __cached__=None
     )
+    if numpy_print == "1.13":
+        # NumPy scalars' repr is fixed in C: user code's print asks era_repr for 1.13's text.
+        _USER_GLOBALS["print"] = era_repr.era_print
+    main.__dict__.update(_USER_GLOBALS)
     try:
         v1.install(_UserCode(main.__dict__), reference=reference)
         _configure_tf1_logging(v1, tf_version)
@@ -210,6 +214,10 @@ def _flush() -> None:
             pass
 
 
+# Names every user module starts with (the era's ``print``), set by ``run``.
+_USER_GLOBALS: dict = {}
+
+
 class _UserCode:
     """The ``is_user_code`` predicate: the script's globals, or a module we loaded from beside it."""
 
@@ -230,6 +238,10 @@ class _UserLoader(importlib.machinery.SourceFileLoader):
     def __init__(self, fullname: str, path: str, fix_print: bool) -> None:
         super().__init__(fullname, path)
         self.fix_print = fix_print
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        module.__dict__.update(_USER_GLOBALS)
+        super().exec_module(module)
 
     def get_code(self, fullname: str) -> types.CodeType:
         path = self.get_filename(fullname)

@@ -59,6 +59,7 @@ DEFAULT_NUMPY_PRINT = "1.25"
 
 # What np.set_printoptions(legacy=...) gets for each era.
 _NUMPY_LEGACY = {"1.13": "1.13", "1.25": "1.25", "modern": False}
+_NUMPY_ERA_FORMATTER = "numpy-1.13"  # its name in tf1_ema.legacy.era_repr
 
 # C++ lines TensorFlow writes while it loads, before absl logging is initialised, so that
 # TF_CPP_MIN_LOG_LEVEL cannot stop them: INFO/WARNING records and absl's preamble.
@@ -364,8 +365,12 @@ def set_numpy_print(era: str) -> None:
     """Makes NumPy print the way it did in the given era.
 
     "1.25" (NumPy 1.14 to 1.26, the default): scalars inside lists print bare, ``[10.0,
-    4.555]``, not ``[np.float32(10.0), np.float32(4.555)]``. "1.13" (before 2018): also the
-    old float digits, ``4.5549998``, and the old array spacing. "modern": NumPy 2 as is.
+    4.555]``, not ``[np.float32(10.0), np.float32(4.555)]``. "1.13" (before 2018): NumPy
+    1.13's own text (``tf1_ema.legacy.np113print``): every float element with up to 8
+    decimals of its float64 value, ``[ 0.33333334  0.66666669  1.        ]``, the old sign
+    column and exponent format; arrays print so everywhere, and NumPy scalars
+    (``4.5549998``) wherever user code's ``print`` or the kernel's display shows them,
+    through the ``era_repr`` formatter registered here. "modern": NumPy 2 as is.
 
     Args:
         era: one of ``NUMPY_PRINT_ERAS``.
@@ -377,6 +382,14 @@ def set_numpy_print(era: str) -> None:
         raise ValueError("NumPy print era must be one of %s, not %r" % (", ".join(NUMPY_PRINT_ERAS), era))
     import numpy
 
+    from tf1_ema.legacy import era_repr, np113print
+
+    if era == "1.13":
+        np113print.install()
+        era_repr.register(_NUMPY_ERA_FORMATTER, np113print.ERA_TYPES, np113print.era_formatter)
+        return
+    np113print.uninstall()
+    era_repr.unregister(_NUMPY_ERA_FORMATTER)
     legacy = _NUMPY_LEGACY[era]
     if legacy == "1.25" and numpy.lib.NumpyVersion(numpy.__version__) < "2.0.0":
         legacy = False  # NumPy 1.x prints this way already and rejects legacy="1.25"

@@ -9,6 +9,9 @@ Modules:
     input_data: ``tensorflow.examples.tutorials.mnist.input_data`` rebuilt on NumPy.
     tf_examples: the ``tensorflow.examples`` module tree that holds ``input_data``.
     contrib: the ``tf.contrib`` stand-in: common symbols mapped, the rest one clear error.
+    np113print: NumPy 1.13's str/repr of arrays and scalars, and the hook that installs it.
+    era_repr: the registry ``print`` and the kernel's display ask for an era's text of values
+        whose type cannot be re-routed (NumPy scalars).
     tflog: TF 1.x's log output per minor (the table in tf1_log_messages.json, the filter,
         ``--tf-version`` / ``TF1_EMA_TF_VERSION``).
     idioms: which ``tensorflow.python.*`` modules user code gets with TF1 contents, and the

@@ -224,7 +224,8 @@ def _numpy_shims() -> Dict[str, Tuple[str, Factory]]:
         if isinstance(target, str):
             shims[name] = ("removed in NumPy %s: np.%s" % (removed, target), _alias(target))
         else:
-            shims[name] = ("removed in NumPy %s: %r" % (removed, target), _value(target))
+            shown = target.__name__ if isinstance(target, type) else repr(target)
+            shims[name] = ("removed in NumPy %s: %s" % (removed, shown), _value(target))
     shims.update(_numpy_functions())
     return shims
 

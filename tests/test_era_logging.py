@@ -479,3 +479,16 @@ def test_kernel_refuses_a_bad_tf_version_before_configuring(monkeypatch):
     monkeypatch.setenv(tflog.TF_VERSION_ENV, "1.4")
     kernel._configure_tf1_logging(FakeV1)
     assert calls == [("1.4", True)]
+
+
+def test_wheel_ships_the_log_table(tmp_path):
+    """The built wheel carries tf1_log_messages.json next to tflog.py, so installed copies can load it."""
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
+        cwd=REPO, check=True, capture_output=True, timeout=120,
+    )
+    (wheel,) = tmp_path.glob("tf1_ema-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert json.loads(archive.read("tf1_ema/legacy/tf1_log_messages.json")) == TABLE

@@ -492,3 +492,18 @@ def test_wheel_ships_the_log_table(tmp_path):
     (wheel,) = tmp_path.glob("tf1_ema-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         assert json.loads(archive.read("tf1_ema/legacy/tf1_log_messages.json")) == TABLE
+
+
+def test_compare_passes_the_tf_version_to_both_runs(capsys):
+    """`tf1-ema run --compare --tf-version 1.4` runs both processes with --tf-version 1.4."""
+    from tf1_ema import runner
+
+    commands = []
+
+    def capture(command):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0, "same\n", "")
+
+    assert runner.compare("s.py", tf_version="1.4", capture=capture) == 0
+    assert len(commands) == 2
+    assert all(c[c.index("--tf-version") + 1] == "1.4" for c in commands)

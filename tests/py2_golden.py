@@ -126,6 +126,7 @@ GOLDEN = {
     "string tensor in % formatting": ('print "Result: %s" % sess.run(tf.constant("Hi"))\n', "Result: Hi\n", True),
     "int tensor / int floors (tf.div)": ("print sess.run(tf.constant(7) / 2)\n", "3\n", True),
     "float tensor / int": ("print sess.run(tf.constant(7.0) / 2)\n", "3.5\n", True),
+    "int tensor /= int": ("u = tf.constant([7, -7])\nu /= 2\nprint sess.run(u)\n", "[ 3 -4]\n", True),
 }
 
 # `from __future__ import division` turns classic division off for its module.

@@ -486,6 +486,12 @@ def test_golden_table_through_tf1_ema_run(golden_run, name):
 
 
 @pytest.mark.slow
+def test_python2_tensor_division_logs_no_deprecation(golden_run):
+    """`tensor / 2` in Python 2 code is TF1's division, with no warning about today's deprecated tf.div."""
+    assert "div (from tensorflow" not in golden_run.stderr, golden_run.stderr
+
+
+@pytest.mark.slow
 def test_modules_beside_a_python2_script_are_judged_one_by_one(golden_run):
     """A Python 2 neighbour with `from __future__ import division` divides truly; a Python 3 one is untouched."""
     outputs = py2_golden.split_output(golden_run.stdout)

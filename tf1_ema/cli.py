@@ -22,7 +22,7 @@ __all__ = ["build_parser", "parse_args", "main"]
 
 PROG = "tf1-ema"
 # `run` options that take a value; the splitter in main() must skip over it.
-_RUN_VALUE_OPTIONS = ("--numpy-print",)
+_RUN_VALUE_OPTIONS = ("--numpy-print", "--tf-version")
 _PLACEHOLDER = "SCRIPT"
 
 
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run with both EMAs and report whether stdout is identical (exit 1 and a diff when not)",
     )
     run.add_argument("--tf-log", action="store_true", help="keep TensorFlow's C++ log lines and deprecation warnings")
+    _add_tf_version_option(run)
     run.add_argument("script", metavar="SCRIPT", help="the Python file to run")
     run.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER, help="arguments for the script")
     run.set_defaults(handler=_run)
@@ -96,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     nbval = commands.add_parser("nbval-config", help="print the path of the nbval sanitize file")
     nbval.set_defaults(handler=_nbval_config)
     return parser
+
+
+def _add_tf_version_option(run: argparse.ArgumentParser) -> None:
+    from tf1_ema.legacy.tflog import DEFAULT_TF_VERSION, TF_VERSION_ENV
+
+    run.add_argument(
+        "--tf-version",
+        metavar="1.N",
+        default=None,
+        help="the TensorFlow 1.x version whose log output to reproduce, 1.0 to 1.15 (TF 1.0-1.8 printed "
+        "'Converted N variables to const ops.', later ones logged it) (default: $%s, else %s)"
+        % (TF_VERSION_ENV, DEFAULT_TF_VERSION),
+    )
 
 
 def _split_run_argv(argv: List[str]) -> Tuple[List[str], Optional[Tuple[str, List[str]]]]:
@@ -137,14 +151,28 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as err:
         _error("run", str(err))
         return runner.EXIT_USAGE
+    tf_version = _resolve_tf_version(args)
+    if tf_version is None:
+        return runner.EXIT_USAGE
     problem = runner.check_script(args.script)
     if problem:
         _error("run", problem)
         return runner.EXIT_USAGE
-    options = dict(numpy_print=era, py2=py2, tf_log=args.tf_log)
+    options = dict(numpy_print=era, py2=py2, tf_log=args.tf_log, tf_version=tf_version)
     if args.compare:
         return runner.compare(args.script, args.args, **options)
     return runner.run(args.script, args.args, reference=args.reference, **options)
+
+
+def _resolve_tf_version(args: argparse.Namespace) -> Optional[str]:
+    """``--tf-version``, else ``$TF1_EMA_TF_VERSION``, else 1.15; None (and a message) when invalid."""
+    from tf1_ema.legacy import tflog
+
+    try:
+        return tflog.resolve_tf_version(getattr(args, "tf_version", None))
+    except ValueError as err:
+        _error("run", str(err))
+        return None
 
 
 def _kernel(args: argparse.Namespace) -> int:

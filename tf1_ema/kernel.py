@@ -14,7 +14,9 @@ Every cell gets the semantics of ``tf1-ema run``, from the same code in
   a translated cell's byte strings print and display as Python 2's ``str``.
 * NumPy prints floats the way the era named by ``TF1_EMA_NUMPY_PRINT`` did
   (``1.13``, ``1.25`` or ``modern``; default ``1.25``).
-* TensorFlow's log noise is silenced, so no stderr lands in cell outputs.
+* TensorFlow's log noise is silenced, so no stderr lands in cell outputs;
+  TF 1.x's own INFO lines (``INFO:tensorflow:Restoring parameters from ...``)
+  show on stdout as they did, for the minor named by ``TF1_EMA_TF_VERSION``.
 
 The TF1 set-up runs before the kernel accepts any request. If it fails, the
 process prints why and exits non-zero: a client sees a dead kernel, never a
@@ -158,9 +160,20 @@ def setup_tf1() -> None:
         v1.set_numpy_print(v1.resolve_numpy_print())
         py2to3.resolve_py2()  # a bad TF1_EMA_PY2 stops the kernel here, with the reason
         v1.install(_is_user_code)
+        _configure_tf1_logging(v1)
     except Exception as exc:
         raise TF1SetupError(f"{type(exc).__name__}: {exc}") from exc
     _setup_done = True
+
+
+def _configure_tf1_logging(v1) -> None:
+    """TF1 parity: in a notebook TF 1.x logged INFO lines to stdout (cell output).
+
+    The TF 1.x minor is ``$TF1_EMA_TF_VERSION`` (default 1.15).
+    """
+    from tf1_ema.legacy import tflog
+
+    v1.configure_tf1_logging(tflog.resolve_tf_version(), interactive=True)
 
 
 class TF1Kernel(IPythonKernel):

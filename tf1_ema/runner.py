@@ -111,6 +111,7 @@ def run(
     numpy_print: str = "1.25",
     py2: Optional[bool] = None,
     tf_log: bool = False,
+    tf_version: Optional[str] = None,
 ) -> int:
     """Runs ``script`` as ``__main__`` with the TF1 API and returns its exit code.
 
@@ -126,6 +127,9 @@ def run(
         py2: translate Python 2 source (the script and the modules beside it): True always,
             False never, None when a file does not compile as Python 3 but does as Python 2.
         tf_log: keep TensorFlow's log noise.
+        tf_version: the TF 1.x minor whose log output to reproduce ("1.0" ... "1.15");
+            None means ``$TF1_EMA_TF_VERSION``, else 1.15. Resolve it first
+            (``tflog.resolve_tf_version``) to report a bad value as a usage error.
 
     Returns:
         0, the script's ``sys.exit`` code, 1 after an uncaught exception, or 130 after Ctrl-C.
@@ -156,6 +160,7 @@ def run(
         main.__dict__[py2runtime.HELPER_NAME] = py2runtime.RUNTIME
     try:
         v1.install(_UserCode(main.__dict__), reference=reference)
+        _configure_tf1_logging(v1, tf_version)
         _install_finder(root, py2)
         sys.modules["__main__"] = main
         sys.argv = [script, *args]
@@ -180,6 +185,13 @@ def run(
     finally:
         _flush()
     return 0
+
+
+def _configure_tf1_logging(v1: types.ModuleType, tf_version: Optional[str]) -> None:
+    """TF1 parity: a script's TensorFlow log shows WARNING and up on stderr, as TF 1.x's did."""
+    from tf1_ema.legacy import tflog
+
+    v1.configure_tf1_logging(tflog.resolve_tf_version(tf_version), interactive=False)
 
 
 def _exit_code(code: object) -> int:
@@ -371,6 +383,7 @@ def compare(
     numpy_print: str = "1.25",
     py2: Optional[bool] = None,
     tf_log: bool = False,
+    tf_version: Optional[str] = None,
     capture: Optional[Callable[[List[str]], subprocess.CompletedProcess]] = None,
 ) -> int:
     """Runs ``script`` with our EMA and with the stock one and compares their stdout.
@@ -385,6 +398,7 @@ def compare(
         numpy_print: NumPy print era for both runs.
         py2: force Python 2 translation on (True) or off (False) in both runs; None detects.
         tf_log: keep TensorFlow's log noise in both runs.
+        tf_version: the TF 1.x minor whose log output both runs reproduce.
         capture: runs one command line and captures its stdout (tests substitute it).
 
     Returns:
@@ -394,6 +408,7 @@ def compare(
     base = [sys.executable, "-m", "tf1_ema", "run", "--numpy-print", numpy_print]
     base += [] if py2 is None else ["--py2" if py2 else "--no-py2"]
     base += ["--tf-log"] if tf_log else []
+    base += ["--tf-version", tf_version] if tf_version else []
     ours = capture(base + ["--", script, *args])
     stock = capture(base + ["--reference", "--", script, *args])
     sys.stdout.write(ours.stdout)

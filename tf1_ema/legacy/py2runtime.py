@@ -11,9 +11,9 @@ the same process keeps Python 3's meaning.
 Python 2 semantics reproduced:
 
 * ``/`` floored when both operands were integers (``int``, ``bool``, ``long``, NumPy
-  integer scalars and integer arrays) -- ``7 / 2`` is 3, ``-7 / 2`` is -4 -- and divided
-  truly otherwise. An object with a Python 2 ``__div__``/``__rdiv__`` (a TensorFlow
-  tensor: TF1's ``tensor / 2`` floored integer tensors) is asked through it.
+  integer scalars and integer arrays, and integer TensorFlow tensors: TF1's ``Tensor.__div__``
+  floored them) -- ``7 / 2`` is 3, ``-7 / 2`` is -4 -- and divided truly otherwise. Another
+  object with a Python 2 ``__div__``/``__rdiv__`` is asked through it.
 * ``print`` showed a byte string (Python 2's ``str``) as its text, ``Hello``, and inside
   containers (NumPy arrays of them, a string tensor's value, included) as ``'Hello'``; a float printed on its own with 12 significant digits
   (``0.333333333333``); a set as ``set([1, 2])``; and ``print x,`` left a pending space
@@ -61,10 +61,19 @@ _PRINT_TAG = "py2-print"
 _TAGS = frozenset([TAG, _PRINT_TAG])
 
 
+def _tensor_dtype(value: Any) -> Any:
+    """The TensorFlow DType of a tensor or variable, else None (no TensorFlow import)."""
+    dtype = getattr(value, "dtype", None)
+    return dtype if type(dtype).__module__.startswith("tensorflow") else None
+
+
 def _integral(value: Any) -> bool:
-    """Whether Python 2 treated ``value`` as an integer for ``/``."""
+    """Whether Python 2 (and TF1's ``Tensor.__div__``) treated ``value`` as an integer for ``/``."""
     if isinstance(value, numbers.Integral):  # int, bool, NumPy integer scalars
         return True
+    dtype = _tensor_dtype(value)
+    if dtype is not None:
+        return bool(getattr(dtype, "is_integer", False))
     if type(value).__module__ != "numpy":
         return False
     kind = getattr(getattr(value, "dtype", None), "kind", None)
@@ -87,8 +96,11 @@ def old_div(a: Any, b: Any) -> Any:
     """
     __tracebackhide__ = True  # IPython shows the user's line, not this helper's
     if _integral(a) and _integral(b):
+        # TF1 parity: Tensor.__div__ floored integer tensors (floor_div) ...
         return a // b
-    # TF1 parity: Tensor.__div__ is TF1's `tf.div`, which floors integer tensors.
+    if _tensor_dtype(a) is not None or _tensor_dtype(b) is not None:
+        # ... and divided others truly (real_div); today's __div__ would log a deprecation.
+        return a / b
     method = getattr(type(a), "__div__", None)
     if method is not None:
         result = method(a, b)
@@ -115,7 +127,8 @@ def old_idiv(a: Any, b: Any) -> Any:
     __tracebackhide__ = True
     if _integral(a) and _integral(b):
         return operator.ifloordiv(a, b)
-    if getattr(type(a), "__div__", None) is not None or getattr(type(b), "__rdiv__", None) is not None:
+    tensors = _tensor_dtype(a) is not None or _tensor_dtype(b) is not None
+    if not tensors and (getattr(type(a), "__div__", None) or getattr(type(b), "__rdiv__", None)):
         return old_div(a, b)
     return operator.itruediv(a, b)
 

@@ -30,7 +30,7 @@ The fast-path modules' helpers (``twin``, ``in_fresh_graph``, ``graph_state``,
 import contextlib
 import dataclasses
 import re
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 import pytest
@@ -368,4 +368,4 @@ def bump(variables):
     return tf.group(*[v1.assign(p, p * tf.cast(1.25, p.dtype) + tf.cast(0.5, p.dtype)) for p in variables])
 
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("Any", "Callable", "Iterable")]
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("Callable", "Iterable")]

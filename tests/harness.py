@@ -128,6 +128,16 @@ def run_build(build: Build, program: Callable) -> Run:
         return Run(result, g, normalized_graph_def(g))
 
 
+def build_each(program: Callable, builds: Iterable[str] = (REFERENCE, OURS)) -> dict:
+    """``{label: program(cls, amv)}``, each build in its own fresh graph under its context; exceptions propagate."""
+    results = {}
+    for label in builds:
+        build = BUILDS[label]
+        with build.context(), fresh_graph():
+            results[label] = program(build.ema, build.amv)
+    return results
+
+
 def differential(program: Callable, builds: Iterable[str] = (REFERENCE, OURS, OURS_REFERENCE_GRAPH)) -> dict:
     """``{label: Run}``: ``program(cls, amv)`` built once per build, each in its own fresh graph."""
     return {label: run_build(BUILDS[label], program) for label in builds}
@@ -261,7 +271,7 @@ __all__ = [
     "STOCK", "FAST", "STOCK_AMV", "FAST_AMV", "REFERENCE", "OURS", "OURS_REFERENCE_GRAPH", "IMPLEMENTATIONS",
     "GRAPH_SEED", "GRAPH_MODES", "Build", "BUILDS", "Run",
     # building
-    "fresh_graph", "in_fresh_graph", "twin", "reference_graph", "outcome", "run_build", "differential",
+    "fresh_graph", "in_fresh_graph", "twin", "reference_graph", "outcome", "run_build", "build_each", "differential",
     "assert_same_as_tf1", "behaviour", "graph_mode", "initialize", "bump",
     # observing
     "normalized_graph_def", "names", "describe", "collections", "variable_summary", "graph_state",

@@ -32,6 +32,7 @@ from harness import (
     REFERENCE,
     assert_bits_equal,
     assert_same_as_tf1,
+    build_each,
     collections,
     differential,
     fresh_graph,
@@ -136,21 +137,21 @@ def _value_case_inputs(step_index):
 def value_runs():
     """Both implementations through VALUE_STEPS updates of every case: {impl: {variable name: values per step}}."""
     all_inputs = [_value_case_inputs(t) for t in range(VALUE_STEPS)]
-    runs = {}
-    for label, (cls, _) in IMPLEMENTATIONS.items():
-        with fresh_graph() as g:
-            placeholders, assign_ops, tensor_feeds, update = _build_value_cases(cls)
-            variables = {v.op.name: v for v in v1.global_variables()}
-            history = {name: [] for name in variables}
-            with v1.Session(graph=g) as sess:
-                initialize(sess)
-                for inputs in all_inputs:
-                    sess.run(assign_ops, {placeholders[k]: inputs[k] for k in placeholders})
-                    sess.run(update, {ph: inputs[k] for k, ph in tensor_feeds.items()})
-                    for name, value in sess.run(variables).items():
-                        history[name].append(value)
-        runs[label] = {name: np.stack(values) for name, values in history.items()}
-    return runs
+
+    def program(cls, amv):
+        placeholders, assign_ops, tensor_feeds, update = _build_value_cases(cls)
+        variables = {v.op.name: v for v in v1.global_variables()}
+        history = {name: [] for name in variables}
+        with v1.Session() as sess:
+            initialize(sess)
+            for inputs in all_inputs:
+                sess.run(assign_ops, {placeholders[k]: inputs[k] for k in placeholders})
+                sess.run(update, {ph: inputs[k] for k, ph in tensor_feeds.items()})
+                for name, value in sess.run(variables).items():
+                    history[name].append(value)
+        return {name: np.stack(values) for name, values in history.items()}
+
+    return build_each(program)
 
 
 @pytest.mark.slow
@@ -466,16 +467,17 @@ def _known_shape(var):
 @functools.lru_cache(maxsize=None)
 def built_model(name):
     """{implementation: {"graph_def", "summary", "history"}} for one model, built and run once per session."""
-    out = {}
-    for label, build in BUILDS.items():
-        with build.context(), fresh_graph() as g:
-            result = MODELS[name](build.ema, build.amv)
-            graph_def = normalized_graph_def(g)
-            summary = _summarize(g, result)
-            with v1.Session(graph=g) as sess:
-                history = _run_model(sess, g, result["ops"])
-        out[label] = {"graph_def": graph_def, "summary": summary, "history": history}
-    return out
+
+    def program(cls, amv):
+        g = v1.get_default_graph()
+        result = MODELS[name](cls, amv)
+        graph_def = normalized_graph_def(g)
+        summary = _summarize(g, result)
+        with v1.Session(graph=g) as sess:
+            history = _run_model(sess, g, result["ops"])
+        return {"graph_def": graph_def, "summary": summary, "history": history}
+
+    return build_each(program, BUILDS)
 
 
 @pytest.mark.parametrize("model", list(MODELS))
@@ -960,7 +962,9 @@ def test_int_variable_error_names_the_variable():
 def test_tensor_in_eager_mode_raises_type_error():
     """In eager mode a tensor in var_list raises the reference's TypeError before anything is created."""
     assert tf.executing_eagerly()
-    results = {label: outcome(lambda: cls(0.9).apply([tf.constant(1.0)])) for label, (cls, _) in IMPLEMENTATIONS.items()}
+    results = {
+        label: outcome(lambda: cls(0.9).apply([tf.constant(1.0)])) for label, (cls, _) in IMPLEMENTATIONS.items()
+    }
     assert_bits_equal(results[REFERENCE], results[OURS])
     assert results[OURS] == (
         "raises",
@@ -1010,31 +1014,31 @@ def amv_case_id(case):
 @pytest.fixture(scope="module")
 def amv_runs():
     """Both assign_moving_average through AMV_STEPS updates of every AMV case: {impl: {variable: values}}."""
-    runs = {}
-    for label, (_, amv) in IMPLEMENTATIONS.items():
-        with fresh_graph() as g:
-            feeds, updates = {}, []
-            for i, case in enumerate(AMV_CASES):
-                dtype, decay_kind, zero_debias, kind = case
-                name = amv_case_id(case)
-                initial = S.random_sequence(300 + i, dtype, (3,), 1)[0]
-                var = v1.Variable(initial, name=name, trainable=False, use_resource=(kind == "resource"))
-                feeds[name] = v1.placeholder(var.dtype.base_dtype, [3])
-                updates.append(amv(var, feeds[name], AMV_DECAYS[decay_kind](), zero_debias=zero_debias))
-            variables = {v.op.name: v for v in v1.global_variables()}
-            history = {name: [] for name in variables}
-            with v1.Session(graph=g) as sess:
-                initialize(sess)
-                for t in range(AMV_STEPS):
-                    feed = {
-                        ph: S.random_sequence(i, AMV_CASES[i][0], (3,), AMV_STEPS)[t]
-                        for i, ph in enumerate(feeds.values())
-                    }
-                    sess.run(updates, feed)  # each update touches only its own variables
-                    for name, value in sess.run(variables).items():
-                        history[name].append(value)
-        runs[label] = {name: np.stack(values) for name, values in history.items()}
-    return runs
+
+    def program(cls, amv):
+        feeds, updates = {}, []
+        for i, case in enumerate(AMV_CASES):
+            dtype, decay_kind, zero_debias, kind = case
+            name = amv_case_id(case)
+            initial = S.random_sequence(300 + i, dtype, (3,), 1)[0]
+            var = v1.Variable(initial, name=name, trainable=False, use_resource=(kind == "resource"))
+            feeds[name] = v1.placeholder(var.dtype.base_dtype, [3])
+            updates.append(amv(var, feeds[name], AMV_DECAYS[decay_kind](), zero_debias=zero_debias))
+        variables = {v.op.name: v for v in v1.global_variables()}
+        history = {name: [] for name in variables}
+        with v1.Session() as sess:
+            initialize(sess)
+            for t in range(AMV_STEPS):
+                feed = {
+                    ph: S.random_sequence(i, AMV_CASES[i][0], (3,), AMV_STEPS)[t]
+                    for i, ph in enumerate(feeds.values())
+                }
+                sess.run(updates, feed)  # each update touches only its own variables
+                for name, value in sess.run(variables).items():
+                    history[name].append(value)
+        return {name: np.stack(values) for name, values in history.items()}
+
+    return build_each(program)
 
 
 @pytest.mark.parametrize("case", AMV_CASES, ids=[amv_case_id(c) for c in AMV_CASES])
@@ -1086,31 +1090,32 @@ def test_assign_moving_average_decay_cast(dtype, decay, expected):
 @given(S.ema_problems(max_steps=10), st.booleans(), st.sampled_from(["resource", "ref", "tensor"]))
 def test_random_problems_match_the_reference(problem, zero_debias, kind):
     """For random dtype, shape, decay, step counters and values, every variable is bit-identical to the reference's."""
-    results = {}
-    for label, (cls, _) in IMPLEMENTATIONS.items():
-        with fresh_graph() as g:
-            dtype = tf.as_dtype(problem["initial"].dtype)
-            value = v1.placeholder(dtype, problem["shape"], name="value")
-            if kind == "tensor":
-                averaged, assign = value, tf.no_op()
-            else:
-                averaged = v1.Variable(problem["initial"], name="w", use_resource=(kind == "resource"))
-                assign = v1.assign(averaged, value)
-            step = v1.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            step_in = v1.placeholder(tf.int64, [])
-            set_step = v1.assign(step, step_in)
-            with_step = problem["num_updates"] is not None
-            ema = cls(problem["decay"], num_updates=step if with_step else None, zero_debias=zero_debias)
-            update = ema.apply([averaged])
-            variables = {v.op.name: v for v in v1.global_variables()}
-            history = []
-            with v1.Session(graph=g) as sess:
-                initialize(sess)
-                for i, x in enumerate(problem["values"]):
-                    sess.run([assign, set_step], {value: x, step_in: problem["num_updates"][i] if with_step else 0})
-                    sess.run(update, {value: x})
-                    history.append(sess.run(variables))
-        results[label] = history
+
+    def program(cls, amv):
+        dtype = tf.as_dtype(problem["initial"].dtype)
+        value = v1.placeholder(dtype, problem["shape"], name="value")
+        if kind == "tensor":
+            averaged, assign = value, tf.no_op()
+        else:
+            averaged = v1.Variable(problem["initial"], name="w", use_resource=(kind == "resource"))
+            assign = v1.assign(averaged, value)
+        step = v1.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        step_in = v1.placeholder(tf.int64, [])
+        set_step = v1.assign(step, step_in)
+        with_step = problem["num_updates"] is not None
+        ema = cls(problem["decay"], num_updates=step if with_step else None, zero_debias=zero_debias)
+        update = ema.apply([averaged])
+        variables = {v.op.name: v for v in v1.global_variables()}
+        history = []
+        with v1.Session() as sess:
+            initialize(sess)
+            for i, x in enumerate(problem["values"]):
+                sess.run([assign, set_step], {value: x, step_in: problem["num_updates"][i] if with_step else 0})
+                sess.run(update, {value: x})
+                history.append(sess.run(variables))
+        return history
+
+    results = build_each(program)
     assert_bits_equal(results[REFERENCE], results[OURS], path="history")
 
 

@@ -19,8 +19,13 @@ the reference and of ``OURS_REFERENCE_GRAPH`` as text.
 here) is the bit rule of the whole suite: same nest; every number the same dtype,
 shape and raw bytes; every other leaf equal; failures name the leaf's path.
 
-The fast-path modules' helpers (``twin``, ``in_fresh_graph``, ``graph_state``,
-``names``, ``behaviour``...) live here too, under the same names.
+For programs of one argument (``program(cls, ...)``, the fast-path modules'
+style) ``twin`` gives ``(stock_result, fast_result)``; ``build_each`` runs a
+program without catching its errors (the grid fixtures). ``graph_state``,
+``collections``, ``names`` and ``normalized_graph_def`` turn a graph into
+comparable data. The ``graph_mode`` fixture (import it) runs a test in TF2 graph
+mode and in TF1 mode (``behaviour``); the plain ``graph`` and ``session``
+fixtures are conftest's.
 """
 
 import contextlib

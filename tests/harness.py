@@ -192,10 +192,17 @@ def describe(item):
     return name if isinstance(name, str) else type(item).__name__
 
 
-def collections(graph=None) -> dict:
-    """Every collection of ``graph`` (default: the default graph): {key: descriptions in order}."""
+# The collections TF1's EMA writes to, for graphs that may differ elsewhere (the fast graph has no cond contexts).
+VARIABLE_COLLECTIONS = (
+    v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.TRAINABLE_VARIABLES, v1.GraphKeys.MOVING_AVERAGE_VARIABLES
+)
+
+
+def collections(graph=None, keys=None) -> dict:
+    """The collections ``keys`` (default: all) of ``graph`` (default: the default one): {key: names in order}."""
     graph = graph or v1.get_default_graph()
-    return {key: [describe(x) for x in graph.get_collection(key)] for key in sorted(graph.get_all_collection_keys())}
+    keys = sorted(graph.get_all_collection_keys()) if keys is None else keys
+    return {key: [describe(x) for x in graph.get_collection(key)] for key in keys}
 
 
 def variable_summary(var) -> dict:
@@ -279,5 +286,6 @@ __all__ = [
     "fresh_graph", "in_fresh_graph", "twin", "reference_graph", "outcome", "run_build", "build_each", "differential",
     "assert_same_as_tf1", "behaviour", "graph_mode", "initialize", "bump",
     # observing
-    "normalized_graph_def", "names", "describe", "collections", "variable_summary", "graph_state",
+    "normalized_graph_def", "names", "describe", "collections", "VARIABLE_COLLECTIONS", "variable_summary",
+    "graph_state",
 ]

@@ -83,7 +83,8 @@ def is_python2(metadata: Mapping[str, Any], sources: Iterable[str] = ()) -> bool
 
     ``language_info.version`` decides when present; else the kernelspec's name or display
     name (``python2``, ``Python 2``). A notebook whose metadata names neither (nbformat 3
-    notebooks from IPython 2 and 3) is Python 2 when a cell holds a ``print x`` statement.
+    notebooks from IPython 2 and 3) is Python 2 when a cell is Python 2 and not Python 3
+    (``tf1_ema.legacy.py2to3.decide``, the kernel's own rule: ``print x`` and the like).
 
     Args:
         metadata: the notebook's top-level ``metadata``.
@@ -103,9 +104,9 @@ def is_python2(metadata: Mapping[str, Any], sources: Iterable[str] = ()) -> bool
     names = "%s %s" % (spec.get("name") or "", spec.get("display_name") or "")
     if names.strip():
         return re.search(r"python\s*2(?!\d)|\bpy2(?!\d)", names, re.IGNORECASE) is not None
-    from tf1_ema.legacy.py2print import fix_print
+    from tf1_ema.legacy.py2to3 import decide
 
-    return any(fix_print(source) != source for source in sources)
+    return any(decide(source) for source in sources)
 
 
 def numpy_era_for(metadata: Mapping[str, Any], override: Optional[str] = None, sources: Iterable[str] = ()) -> str:

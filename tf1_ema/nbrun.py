@@ -23,6 +23,7 @@ import nbformat
 
 from tf1_ema.nbcheck import CellResult, Markers, NotebookResult, Options, cell_markers, compare_cell, is_python2
 from tf1_ema.nbcheck import format_notebook, numpy_era_for, source_text as _source
+from tf1_ema.legacy.py2to3 import PY2_ENV
 from tf1_ema.v1 import NUMPY_PRINT_ENV
 
 __all__ = [
@@ -38,8 +39,6 @@ __all__ = [
 
 DEFAULT_KERNEL = "tf1-ema"
 DEFAULT_TIMEOUT = 600.0
-# Read by the kernel for Python 2 semantics (issue 13); a kernel without them ignores it.
-PY2_ENV = "TF1_EMA_PY2"
 
 
 class NbcheckInputError(ValueError):

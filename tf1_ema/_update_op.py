@@ -51,6 +51,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -243,6 +244,162 @@ def with_library(import_fn: Callable) -> Callable:
 
 
 # ---------------------------------------------------------------------------
+# Portable graphs: the fused ops written as TensorFlow's own ops
+# ---------------------------------------------------------------------------
+
+UPDATE_OP_TYPES = ("Tf1EmaUpdate", "Tf1EmaUpdateByName", "Tf1EmaUpdateRef")
+# Graphs that hold (or imported) a fused update op; only their GraphDefs are rewritten.
+_fused_graphs: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _attr(**value):
+    """An ``AttrValue`` proto with one field set."""
+    return _v1.AttrValue(**value)
+
+
+def _new_node(graph_def, taken: set, name: str, op: str, inputs: Sequence[str], device: str, **attrs):
+    """Appends a NodeDef named ``name`` (made unique against ``taken``) and returns its name."""
+    unique, n = name, 0
+    while unique in taken:
+        n += 1
+        unique = "%s_%d" % (name, n)
+    taken.add(unique)
+    node = graph_def.node.add(name=unique, op=op, input=list(inputs), device=device)
+    for key, value in attrs.items():
+        node.attr[key].CopyFrom(value)
+    return unique
+
+
+def _var_handle_ops(graph) -> Dict:
+    """``{(container, shared_name): VarHandleOp}`` of the live ``graph``."""
+    found = {}
+    for op in graph.get_operations():
+        if op.type == "VarHandleOp":
+            found[(op.get_attr("container").decode(), op.get_attr("shared_name").decode())] = op
+    return found
+
+
+def _stock_pairs(graph, node, handle_ops) -> Optional[List[tuple]]:
+    """``[(kind, shadow input, value input, value is a handle, dtype enum)]`` of a fused node, else None.
+
+    ``kind`` is ``"resource"`` or ``"ref"``. None when a variable the node
+    names cannot be found in ``graph`` (the node then stays as it is).
+    """
+    data = [i for i in node.input if not i.startswith("^")]
+    if node.op == "Tf1EmaUpdateRef":
+        n = len(node.attr["T"].list.type)
+        return [("ref", data[i], data[n + i], False, node.attr["T"].list.type[i]) for i in range(n)]
+    n, m = node.attr["N"].i, node.attr["M"].i
+    tensor_types = list(node.attr["T"].list.type)
+    if node.op == "Tf1EmaUpdateByName":
+        default = node.attr["container"].s.decode()
+        names = zip(node.attr["containers"].list.s, node.attr["shared_names"].list.s)
+        handles = []
+        for container, shared_name in names:
+            op = handle_ops.get((container.decode() or default, shared_name.decode()))
+            if op is None:
+                return None
+            handles.append((op.name, op.get_attr("dtype").as_datatype_enum))
+        tensors = data[:-1]
+    else:
+        handles = []
+        for name in data[: n + m]:
+            try:
+                op = graph.get_operation_by_name(name.split(":")[0])
+            except KeyError:
+                return None
+            if op.type != "VarHandleOp":
+                return None
+            handles.append((name, op.get_attr("dtype").as_datatype_enum))
+        tensors = data[n + m : -1]
+    pairs = []
+    for i in range(n):
+        shadow, dtype = handles[i]
+        if i < m:
+            pairs.append(("resource", shadow, handles[n + i][0], True, dtype))
+        else:
+            pairs.append(("resource", shadow, tensors[i - m], False, tensor_types[i - m]))
+    return pairs
+
+
+def to_stock_graph_def(graph, graph_def) -> None:
+    """Rewrites each fused update node of ``graph_def`` into TF1's own ops for it, in place.
+
+    Per pair, as TF1's ``assign_moving_average`` builds it: the shadow's
+    value (``ReadVariableOp``, or the ref variable itself), the value
+    (``ReadVariableOp`` for a variable read by handle), ``Sub``, ``Mul`` by
+    ``1 - decay`` cast to the shadow's dtype, then ``AssignSubVariableOp``
+    (``AssignSub``); the fused node becomes a ``NoOp`` of the same name that
+    waits for all of them, so the train op's name and control edges stay valid.
+    The values are TF1's bit for bit, which is what the fused op computes, so a
+    graph written from a session resumes with the same bits in a process with
+    TensorFlow alone. Called on every GraphDef TensorFlow writes
+    (``_tf_internal.install_graph_def_rewriter``); the running graph keeps the
+    fused op.
+
+    Args:
+      graph: the live ``tf.Graph`` the GraphDef was written from.
+      graph_def: its ``GraphDef``.
+    """
+    if graph not in _fused_graphs:
+        return
+    fused = [i for i, node in enumerate(graph_def.node) if node.op in UPDATE_OP_TYPES]
+    if not fused:
+        return
+    handle_ops = _var_handle_ops(graph)
+    taken = {node.name for node in graph_def.node}
+    float32 = tf.float32.as_datatype_enum
+    for index in fused:
+        node = graph_def.node[index]
+        pairs = _stock_pairs(graph, node, handle_ops)
+        if pairs is None:
+            continue
+        controls = [i for i in node.input if i.startswith("^")]
+        one_minus_decay = [i for i in node.input if not i.startswith("^")][-1]
+        # The fused op reads the variables once its inputs are ready; TensorFlow
+        # drops a control edge that an input already implies (`1 - decay` built
+        # under the same control_dependencies), so the reads wait on the input.
+        after = controls + ["^" + one_minus_decay.split(":")[0]]
+        device = node.device
+        casts: Dict[int, str] = {}
+        assigns = []
+        for j, (kind, shadow, value, value_is_handle, dtype) in enumerate(pairs):
+            scope = "%s/%d/" % (node.name, j)
+            t = _attr(type=dtype)
+            if dtype not in casts:
+                # TF1 parity: `1 - decay` is computed in float32 and only then cast.
+                casts[dtype] = one_minus_decay if dtype == float32 else _new_node(
+                    graph_def, taken, "%s/Cast_%d" % (node.name, len(casts)), "Cast", [one_minus_decay] + controls,
+                    device, SrcT=_attr(type=float32), DstT=t, Truncate=_attr(b=False))  # fmt: skip
+            if kind == "resource":
+                shadow_value = _new_node(graph_def, taken, scope + "ReadVariableOp", "ReadVariableOp",
+                                         [shadow] + after, device, dtype=t)  # fmt: skip
+            else:
+                shadow_value = shadow
+            if value_is_handle:
+                value = _new_node(graph_def, taken, scope + "ReadVariableOp_1", "ReadVariableOp", [value] + after,
+                                  device, dtype=t)  # fmt: skip
+            sub = _new_node(graph_def, taken, scope + "sub", "Sub", [shadow_value, value] + after, device, T=t)
+            mul = _new_node(graph_def, taken, scope + "mul", "Mul", [sub, casts[dtype]], device, T=t)
+            if kind == "resource":
+                assign = _new_node(graph_def, taken, scope + "AssignSubVariableOp", "AssignSubVariableOp",
+                                   [shadow, mul], device, dtype=t)  # fmt: skip
+            else:
+                assign = _new_node(graph_def, taken, scope + "AssignSub", "AssignSub", [shadow, mul], device, T=t,
+                                   use_locking=_attr(b=node.attr["use_locking"].b))  # fmt: skip
+            assigns.append("^" + assign)
+        replacement = _v1.NodeDef(name=node.name, op="NoOp", input=controls + assigns, device=device)
+        if "_class" in node.attr:
+            replacement.attr["_class"].CopyFrom(node.attr["_class"])
+        node.CopyFrom(replacement)
+
+
+def _portable_fused_ops() -> bool:
+    """Whether GraphDefs written from graphs with fused ops get stock ops instead (the hook is in place)."""
+    return _tf_internal.install_graph_def_rewriter(to_stock_graph_def)
+
+
+# ---------------------------------------------------------------------------
 # The update
 # ---------------------------------------------------------------------------
 
@@ -313,7 +470,7 @@ def _fusable_kind(shadow, value, gpu_present: bool) -> Optional[str]:
     return None
 
 
-def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
+def graph_update(shadow, value, one_minus_decay_cast, delta=None) -> tf.Operation:
     """One shadow's update on stock ops: shadow -= (shadow - value) * one_minus_decay.
 
     For a resource variable on this process's CPU this is
@@ -326,17 +483,21 @@ def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
       shadow: the shadow variable.
       value: a tensor (or variable) of the shadow's dtype and shape.
       one_minus_decay_cast: ``1 - decay`` already cast to the shadow's dtype.
+      delta: ``shadow - value`` if already computed (to read the shadow
+        before other updates write the value), else None.
 
     Returns:
       The update op.
     """
+    if delta is None:
+        delta = shadow - value
     # Only on a CPU: a GPU build of ResourceApplyGradientDescent may fuse the
     # multiply and the subtract, which rounds once where TF1 rounds twice.
     if _is_plain_resource_variable(shadow) and not tf.distribute.has_strategy() and _on_local_cpu(shadow, _gpu_present()):
         return tf.raw_ops.ResourceApplyGradientDescent(
-            var=shadow.handle, alpha=one_minus_decay_cast, delta=shadow - value
+            var=shadow.handle, alpha=one_minus_decay_cast, delta=delta
         )
-    update = _v1.assign_sub(shadow, (shadow - value) * one_minus_decay_cast)
+    update = _v1.assign_sub(shadow, delta * one_minus_decay_cast)
     return update if isinstance(update, tf.Operation) else update.op
 
 
@@ -361,8 +522,8 @@ def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Opera
     the op, which saves a ReadVariableOp per variable; the others are passed as
     tensors. In a TF1 graph the variables are named by their VarHandleOps'
     container and shared name (``Tf1EmaUpdateByName``), which also saves
-    running those ops every step; elsewhere (eager, tf.function) their handles
-    are inputs (``Tf1EmaUpdate``).
+    running those ops every step; elsewhere their handles are inputs
+    (``Tf1EmaUpdate``).
     """
     by_handle = [i for i in idx if _reads_by_handle(values[i]) and values[i].device == shadows[i].device]
     handled = set(by_handle)
@@ -393,6 +554,22 @@ def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Opera
     )
 
 
+def _handles_are_var_handle_ops(variables) -> bool:
+    """Whether the op may take these variables' handles: eagerly, or VarHandleOps of the graph being built.
+
+    ``to_stock_graph_def`` can write an op on VarHandleOps back as stock ops;
+    a function body (whose handles are captured inputs) is serialized apart
+    from it, so a ``tf.function`` gets TensorFlow's ops and stays portable.
+    """
+    if tf.executing_eagerly():
+        return True
+    graph = _v1.get_default_graph()
+    return all(
+        tf.is_symbolic_tensor(v.handle) and v.handle.op.type == "VarHandleOp" and v.handle.graph is graph
+        for v in variables
+    )
+
+
 def fused_update(
     shadows: Sequence[tf.Variable],
     values: Sequence,
@@ -405,8 +582,14 @@ def fused_update(
     on this process's CPU go to one ``Tf1EmaUpdate`` op per device (one pass
     over memory for all of them); ref-variable shadows to one
     ``Tf1EmaUpdateRef`` op per device. A shadow listed more than once, a shape
-    TF1 would broadcast, a GPU/remote/distributed shadow, or any shadow when
-    the op library is unavailable or ``TF1_EMA_FAST=0``, gets ``graph_update``.
+    TF1 would broadcast, a GPU/remote/distributed shadow, a dtype other than
+    half/bfloat16/float/double, or any shadow when the op library is
+    unavailable, ``TF1_EMA_FAST=0``, or TensorFlow's graph writer cannot be
+    hooked (see ``to_stock_graph_def``), gets ``graph_update``.
+
+    A pair whose value is itself one of the shadows updated here (the shadow
+    of a shadow) gets ``graph_update`` too, with ``shadow - value`` computed
+    before any shadow is written.
 
     Args:
       shadows: the shadow variables (half, bfloat16, float or double).
@@ -433,37 +616,61 @@ def fused_update(
         count: Dict = {}
         for s in shadows:
             count[s.ref()] = count.get(s.ref(), 0) + 1
+        # TF1 parity: with the shadow of a shadow in one update (ema.apply([w,
+        # ema.average(w)]) after ema.apply([w])), TF1's graph reads the old
+        # shadow. Such pairs take graph ops, and their `shadow - value` is
+        # computed before any shadow is written.
+        readers = [i for i, v in enumerate(values) if isinstance(v, tf.Variable) and v.ref() in count]
+        deltas = {i: shadows[i] - values[i] for i in readers}
+        with tf.control_dependencies([d.op for d in deltas.values()]):
+            return tf.group(*_updates(shadows, values, one_minus_decay, count, deltas), name=scope)
 
-        fast = fast_path_enabled() and bool(shadows) and not tf.distribute.has_strategy()
-        library = load_library() if fast else None
-        gpu_present = _gpu_present() if library is not None else True
-        groups: Dict = {}  # (kind, device) -> list of indices
-        rest: List[int] = []
-        for i, (s, v) in enumerate(zip(shadows, values)):
-            kind = _fusable_kind(s, v, gpu_present) if library is not None and count[s.ref()] == 1 else None
-            if kind is None:
-                rest.append(i)
+
+def _updates(shadows, values, one_minus_decay, count, deltas) -> List[tf.Operation]:
+    """The update ops of ``fused_update``: fused ops per (kind, device), graph ops for the rest."""
+    # A function body is serialized apart from its graph (as a FunctionDef),
+    # where to_stock_graph_def does not reach: it gets TensorFlow's ops.
+    fast = fast_path_enabled() and bool(shadows) and not tf.distribute.has_strategy() and not tf.inside_function()
+    library = load_library() if fast else None
+    if library is not None and not _portable_fused_ops():
+        library = None  # a graph with the op could not be written with stock ops
+    gpu_present = _gpu_present() if library is not None else True
+    groups: Dict = {}  # (kind, device) -> list of indices
+    rest: List[int] = []
+    for i, (s, v) in enumerate(zip(shadows, values)):
+        kind = None
+        if library is not None and count[s.ref()] == 1 and i not in deltas:
+            kind = _fusable_kind(s, v, gpu_present)
+        if kind is None:
+            rest.append(i)
+        else:
+            groups.setdefault((kind, s.device), []).append(i)
+
+    updates = []
+    for (kind, device), idx in groups.items():
+        with tf.device(device):
+            if kind == "resource":
+                by_handle = [values[i] for i in idx if _reads_by_handle(values[i]) and values[i].device == shadows[i].device]
+                if not _handles_are_var_handle_ops([shadows[i] for i in idx] + by_handle):
+                    rest.extend(idx)  # to_stock_graph_def could not write the op back as stock ops
+                    continue
+                update = _resource_update(shadows, values, idx, one_minus_decay, library)
             else:
-                groups.setdefault((kind, s.device), []).append(i)
-
-        updates = []
-        for (kind, device), idx in groups.items():
-            with tf.device(device):
-                if kind == "resource":
-                    updates.append(_resource_update(shadows, values, idx, one_minus_decay, library))
-                else:
-                    # A ref variable's value is its ref, read by the op: TF1's `read`
-                    # snapshot computes nothing, but costs a node in the first run.
-                    vals = [values[i]._ref() if _is_ref_variable(values[i]) else values[i] for i in idx]
-                    updates.append(library.tf1_ema_update_ref([shadows[i] for i in idx], vals, one_minus_decay))
-        casts: Dict = {}
-        for i in rest:
-            dtype = shadows[i].dtype.base_dtype
-            if dtype not in casts:
-                # TF1 parity: `1 - decay` is computed in float32 and only then cast.
-                casts[dtype] = one_minus_decay if dtype == tf.float32 else tf.cast(one_minus_decay, dtype)
-            updates.append(graph_update(shadows[i], values[i], casts[dtype]))
-        return tf.group(*updates, name=scope)
+                # A ref variable's value is its ref, read by the op: TF1's `read`
+                # snapshot computes nothing, but costs a node in the first run.
+                vals = [values[i]._ref() if _is_ref_variable(values[i]) else values[i] for i in idx]
+                update = library.tf1_ema_update_ref([shadows[i] for i in idx], vals, one_minus_decay)
+            if not tf.executing_eagerly():
+                _fused_graphs.add(_v1.get_default_graph())
+            updates.append(update)
+    casts: Dict = {}
+    for i in sorted(rest):
+        dtype = shadows[i].dtype.base_dtype
+        if dtype not in casts:
+            # TF1 parity: `1 - decay` is computed in float32 and only then cast.
+            casts[dtype] = one_minus_decay if dtype == tf.float32 else tf.cast(one_minus_decay, dtype)
+        updates.append(graph_update(shadows[i], values[i], casts[dtype], delta=deltas.get(i)))
+    return updates
 
 
 if __name__ == "__main__":  # python -m tf1_ema._update_op: build ahead of time (images, CI)

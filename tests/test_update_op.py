@@ -9,7 +9,9 @@ the float32 NaN only in the scalar tail of its vectorized loops, so bfloat16
 NaNs are compared by position.
 """
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,6 +28,7 @@ v1 = tf.compat.v1
 DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 SHAPES = ((), (0,), (1,), (7,), (27,), (5, 7), (1031,), (4, 0, 3))
 UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
+SUBPROCESS_TIMEOUT_S = 600  # generous: a busy 2-core machine must not fail a test
 
 
 # ---------------------------------------------------------------------------
@@ -57,13 +60,14 @@ def fast(library, monkeypatch):
 
 
 @pytest.fixture
-def no_library(monkeypatch):
+def no_library(monkeypatch, tmp_path):
     """A process that has not tried to build the library yet and has no compiler."""
     monkeypatch.setattr(_update_op, "_library", None)
     monkeypatch.setattr(_update_op, "_failure", None)
     monkeypatch.setattr(_update_op, "_notice_printed", False)
     monkeypatch.setattr(_update_op, "_compiler", lambda: None)
     monkeypatch.setenv(_update_op.FAST_ENV, "1")
+    monkeypatch.setenv(_update_op.CACHE_ENV, str(tmp_path / "empty-cache"))  # no library built ahead of time
 
 
 def special_values(np_dtype) -> np.ndarray:
@@ -386,7 +390,7 @@ def test_a_compile_error_is_reported_and_leaves_no_file(fast, monkeypatch, tmp_p
 
 
 def test_the_cache_key_follows_the_source(fast, monkeypatch, tmp_path):
-    """Another source (or TensorFlow, compiler, flags) gets another cache file name."""
+    """Another source (or TensorFlow, flags, platform) gets another cache file name; the compiler is not part of it."""
     other = tmp_path / "ema_update.cc"
     other.write_bytes(_update_op.SOURCE.read_bytes() + b"\n// changed\n")
     assert _update_op.library_path() == fast["path"]
@@ -420,6 +424,106 @@ def test_a_built_library_is_reused_in_and_across_processes(fast):
     after = fast["path"].stat()
     assert (after.st_ino, after.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
     assert not [p for p in fast["cache"].iterdir() if p.name.startswith(".build-")]
+
+
+CACHE_PROGRAM = """
+import json
+import numpy as np, tensorflow as tf, tf1_ema
+from tf1_ema import _update_op
+v1 = tf.compat.v1
+v1.disable_eager_execution()
+w = v1.Variable(np.arange(4, dtype=np.float32), name="w")
+ema = tf1_ema.ExponentialMovingAverage(0.5)
+op = ema.apply([w])
+types = sorted({o.type for o in v1.get_default_graph().get_operations() if o.type.startswith("Tf1Ema")})
+with v1.Session() as sess:
+    sess.run(v1.global_variables_initializer())
+    sess.run(w.assign([2.0, 3.0, 4.0, 5.0]))
+    sess.run(op)
+    print(json.dumps({"types": types, "shadow": sess.run(ema.average(w)).tolist()}))
+"""
+
+
+def _cache_with(fast, tmp_path, truncate_to=None):
+    """A fresh cache directory holding a copy of the built library (and its checksum), optionally truncated."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for path in (fast["path"], _update_op._checksum_path(fast["path"])):
+        shutil.copy(path, cache / path.name)
+    if truncate_to is not None:
+        with open(cache / fast["path"].name, "r+b") as f:
+            f.truncate(truncate_to)
+    return cache
+
+
+def _run_cache_program(cache, tmp_path, compiler: bool):
+    """CACHE_PROGRAM in a fresh process using ``cache``; with ``compiler=False`` no C++ compiler is on its PATH."""
+    env = {k: v for k, v in os.environ.items() if k != "CXX"}
+    env.update({_update_op.CACHE_ENV: str(cache), _update_op.FAST_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if not compiler:
+        bare = tmp_path / "bin-without-compiler"
+        bare.mkdir(exist_ok=True)
+        env["PATH"] = str(bare)
+    proc = subprocess.run([sys.executable, "-c", CACHE_PROGRAM], capture_output=True, text=True, env=env,
+                          timeout=SUBPROCESS_TIMEOUT_S)  # fmt: skip
+    return proc
+
+
+def test_a_library_built_ahead_of_time_is_used_without_a_compiler(fast, tmp_path):
+    """A verified library in the cache serves a machine with no C++ compiler (the key does not name one)."""
+    proc = _run_cache_program(_cache_with(fast, tmp_path), tmp_path, compiler=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"types": ["Tf1EmaUpdateByName"], "shadow": [1.0, 2.0, 3.0, 4.0]}
+    assert "tf1_ema:" not in proc.stderr
+
+
+def test_a_truncated_cached_library_is_skipped_with_the_notice_without_a_compiler(fast, tmp_path):
+    """A truncated library (its checksum no longer matches) is never loaded: one notice line, graph ops, TF1's values."""
+    cache = _cache_with(fast, tmp_path, truncate_to=fast["path"].stat().st_size // 3)
+    proc = _run_cache_program(cache, tmp_path, compiler=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"types": [], "shadow": [1.0, 2.0, 3.0, 4.0]}
+    notices = [line for line in proc.stderr.splitlines() if line.startswith("tf1_ema:")]
+    assert len(notices) == 1 and "damaged" in notices[0], proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_truncated_cached_library_is_rebuilt_with_a_compiler(fast, tmp_path):
+    """With a compiler, a truncated cached library is compiled again, verified and used."""
+    cache = _cache_with(fast, tmp_path, truncate_to=4096)
+    proc = _run_cache_program(cache, tmp_path, compiler=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"types": ["Tf1EmaUpdateByName"], "shadow": [1.0, 2.0, 3.0, 4.0]}
+    assert _update_op.verified(cache / fast["path"].name)
+
+
+def test_importing_tf1_ema_starts_no_process(fast):
+    """`import tf1_ema` (and its EMA and TF1 namespace) starts no subprocess, whether the library is cached or not."""
+    script = textwrap.dedent(
+        """
+        import subprocess, sys
+        import tensorflow
+        started = []
+        original = subprocess.Popen.__init__
+        def record(self, args, *rest, **kwargs):
+            started.append(args)
+            return original(self, args, *rest, **kwargs)
+        subprocess.Popen.__init__ = record
+        import tf1_ema, tf1_ema.ema
+        from tf1_ema import v1
+        tf1_ema.ExponentialMovingAverage(0.9)
+        print("started", started)
+        """
+    )
+    for cache in (str(fast["cache"]), "/nonexistent/tf1_ema_cache"):
+        env = dict(os.environ, **{_update_op.CACHE_ENV: cache, _update_op.FAST_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                              timeout=SUBPROCESS_TIMEOUT_S)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "started []" in proc.stdout, proc.stdout
 
 
 def test_the_library_has_no_fused_multiply_add(fast):

@@ -106,47 +106,83 @@ def _compiler() -> Optional[str]:
     return None
 
 
-def _compiler_version(cxx: str) -> str:
-    """First line of ``cxx --version``; part of the cache key."""
-    try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as e:
-        return "unknown (%s)" % e
-    return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown"
-
-
 def _build_flags() -> List[str]:
     """Our flags, then TensorFlow's compile and link flags."""
     return list(CXX_FLAGS) + list(tf.sysconfig.get_compile_flags()) + list(tf.sysconfig.get_link_flags())
 
 
-def library_path(cxx: Optional[str] = None) -> Path:
-    """The cache file the library for this TensorFlow, source and compiler is (or will be) built to."""
-    cxx = cxx or _compiler() or "none"
+def library_path() -> Path:
+    """The cache file the library for this TensorFlow and source is (or will be) built to.
+
+    The key is the source, TensorFlow's version and flags, and the platform,
+    not the compiler: a library built ahead of time (an image, ``python -m
+    tf1_ema._update_op``) serves a machine without one, and computing the
+    key starts no process.
+    """
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), tf.__version__, " ".join(_build_flags()), _compiler_version(cxx),
-                 platform.machine(), sys.platform):
+    for part in (SOURCE.read_bytes(), tf.__version__, " ".join(_build_flags()), platform.machine(), sys.platform):
         key.update(part if isinstance(part, bytes) else part.encode())
     return cache_dir() / ("ema_update-tf%s-%s.so" % (tf.__version__, key.hexdigest()[:16]))
 
 
+def _checksum_path(library: Path) -> Path:
+    """The sidecar holding the SHA-256 of ``library``, written after the library itself."""
+    return library.with_name(library.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".write-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def verified(library: Path) -> bool:
+    """Whether ``library`` exists and matches the checksum written after it was built.
+
+    Loading a truncated or damaged shared library can kill the process
+    (SIGBUS) before any exception: an unverified file is never loaded.
+    """
+    try:
+        expected = _checksum_path(library).read_text().split()[0]
+        return _sha256(library) == expected
+    except (OSError, IndexError):
+        return False
+
+
 def build(force: bool = False) -> Path:
-    """Compiles the op library into the cache (if not there yet) and returns its path.
+    """Compiles the op library into the cache (unless a verified one is there) and returns its path.
 
     The library is written to a temporary file in the cache directory and
-    renamed into place, so processes building at the same time never see a
-    partial file; the last rename wins and both results are the same.
+    renamed into place, then its checksum is written next to it the same way,
+    so processes building at the same time never load a partial file (a
+    checksum that does not match makes the next process build again).
 
     Raises:
       RuntimeError: no compiler, or the compiler failed (the message says why).
       subprocess.TimeoutExpired: the compiler ran longer than BUILD_TIMEOUT_S.
     """
+    target = library_path()
+    if not force and verified(target):
+        return target
     cxx = _compiler()
     if cxx is None:
-        raise RuntimeError("no C++ compiler found (install g++ or set CXX)")
-    target = library_path(cxx)
-    if target.exists() and not force:
-        return target
+        damaged = " (the cached %s is damaged)" % target.name if target.exists() else ""
+        raise RuntimeError("no C++ compiler found (install g++ or set CXX)%s" % damaged)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
     os.close(fd)
@@ -157,7 +193,9 @@ def build(force: bool = False) -> Path:
             errors = [line for line in proc.stderr.splitlines() if "error" in line] or proc.stderr.splitlines()
             raise RuntimeError("%s failed: %s" % (os.path.basename(cxx), (errors or ["no output"])[0].strip()))
         os.chmod(tmp, 0o755)
+        checksum = _sha256(Path(tmp))
         os.replace(tmp, target)
+        _write_atomically(_checksum_path(target), (checksum + "  " + target.name + "\n").encode())
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -175,7 +213,10 @@ def load_library():
         if _library is not None or _failure is not None:
             return _library
         try:
-            _library = tf.load_op_library(str(build()))
+            path = build()
+            if not verified(path):  # replaced by a damaged file since
+                raise RuntimeError("the cached %s does not match its checksum" % path.name)
+            _library = tf.load_op_library(str(path))
         except Exception as e:  # pylint: disable=broad-except
             # Anything from a missing compiler to a stale TensorFlow ABI: the
             # graph path computes the same bits, only slower.
@@ -194,17 +235,17 @@ def load_library():
 def load_if_built() -> None:
     """Loads the op library if it is already compiled, so graphs using its ops import; never compiles.
 
-    Called when tf1_ema's EMA is imported: a MetaGraph saved by a session
-    that used the fused update (``Saver.save`` writes one next to each
-    checkpoint) then imports with ``tf.compat.v1.train.import_meta_graph``.
+    Called when tf1_ema's EMA is imported, so that a graph written by an
+    older tf1_ema (whose GraphDefs held the op) imports with
+    ``tf.compat.v1.train.import_meta_graph``. Starts no process; a library
+    that does not match its checksum is not loaded.
     """
     global _library
     if _library is not None or not fast_path_enabled():
         return
     with _lock:
-        cxx = _compiler()
-        path = library_path(cxx) if cxx else None
-        if _library is None and path is not None and path.exists():
+        path = library_path()
+        if _library is None and verified(path):
             try:
                 _library = tf.load_op_library(str(path))
             except Exception:  # pylint: disable=broad-except

@@ -307,6 +307,58 @@ def test_variables_deleted_and_created_again_are_found_again(fast, session):
     assert session.run(shadow).tolist() == [3.0, 5.0]
 
 
+def test_a_variable_replaced_between_runs_is_the_one_updated(fast, session):
+    """A variable deleted and created again between two successful runs is looked up again, not taken from a cache."""
+    shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
+    value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
+    update = _update_op.fused_update([shadow], [value], 0.5)
+    session.run(v1.global_variables_initializer())
+    session.run(update)
+    destroy = [tf.raw_ops.DestroyResourceOp(resource=v.handle) for v in (shadow, value)]
+    for round_ in range(3):
+        session.run(destroy)
+        session.run(v1.global_variables_initializer())
+        session.run(value.assign([2.0 * round_, 2.0]))
+        session.run(update)
+        assert session.run(shadow).tolist() == [2.0 + round_, 5.0]
+
+
+def test_the_raw_op_rejects_a_non_float_variable(fast, session):
+    """An int32 variable reaching the kernel (no type constraint covers variables) is an error, not a skipped update."""
+    shadow = v1.get_variable("shadow", initializer=[4, 8], dtype=tf.int32, use_resource=True)
+    value = v1.get_variable("value", initializer=[0, 0], dtype=tf.int32, use_resource=True)
+    update = fast["module"].tf1_ema_update(shadows=[shadow.handle], variables=[value.handle], tensors=[],
+                                           one_minus_decay=0.5)  # fmt: skip
+    session.run(v1.global_variables_initializer())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="only half, bfloat16, float and double"):
+        session.run(update)
+    assert session.run(shadow).tolist() == [4, 8]
+
+
+def test_fused_update_sends_non_float_variables_to_graph_ops(fast, session):
+    """fused_update never hands an integer shadow to the op: it takes TensorFlow's assign_sub."""
+    shadow = v1.get_variable("shadow", initializer=[4, 8], dtype=tf.int32, use_resource=True)
+    update = _update_op.fused_update([shadow], [tf.constant([0, 2])], tf.constant(0.5))
+    assert fused_ops(session.graph) == 0
+    assert "Tf1EmaUpdateByName" not in op_types(session.graph)
+    del update
+
+
+def test_the_raw_op_reads_the_old_value_of_a_shadow_that_is_also_a_value(fast, session):
+    """Given a shadow that is also another pair's value, the kernel computes from its old value, as TF1 reads it."""
+    rng = np.random.default_rng(8)
+    w, s1, s2 = (v1.get_variable(n, initializer=random_data(rng, tf.float32, (257,), 0.0), use_resource=True)
+                 for n in ("w", "s1", "s2"))  # fmt: skip
+    update = fast["module"].tf1_ema_update(shadows=[s1.handle, s2.handle], variables=[w.handle, s1.handle],
+                                           tensors=[], one_minus_decay=0.25)  # fmt: skip
+    session.run(v1.global_variables_initializer())
+    w0, a, b = session.run([w, s1, s2])
+    session.run(update)
+    k = np.float32(0.25)
+    assert_same_bits(session.run(s1), a - (a - w0) * k)
+    assert_same_bits(session.run(s2), b - (b - a) * k)
+
+
 def test_inside_tf_function_the_update_is_stock_ops(fast):
     """Inside a tf.function (whose body is written apart from the graph) the update takes TensorFlow's ops, TF1's bits."""
     rng = np.random.default_rng(5)

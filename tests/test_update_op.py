@@ -675,6 +675,29 @@ def test_with_library_loads_the_library_and_imports_again(fast):
         _update_op.with_library(broken)("g")
 
 
+def test_the_tf1_namespace_loads_an_old_saved_model_holding_the_op(fast, tmp_path):
+    """tf.saved_model.loader.load in the TF1 namespace is wrapped like import_meta_graph and loads an older tf1_ema's SavedModel."""
+    from tf1_ema import v1 as tf1_namespace
+
+    ns = tf1_namespace.namespace()
+    assert ns.saved_model.loader.load.__wrapped__ is v1.saved_model.loader.load
+    assert ns.saved_model.load.__wrapped__ is v1.saved_model.load
+    export_dir = str(tmp_path / "old")
+    with tf.Graph().as_default() as graph, v1.Session() as sess:
+        w = v1.get_variable("w", initializer=[2.0, 4.0], use_resource=True)
+        s = v1.get_variable("s", initializer=[0.0, 0.0], use_resource=True)
+        update = _update_op.fused_update([s], [w], 0.5)
+        _update_op._fused_graphs.discard(graph)  # written as tf1_ema 0.x wrote it: with the op
+        sess.run(v1.global_variables_initializer())
+        v1.saved_model.simple_save(sess, export_dir, {"w": w.value()}, {"s": s.value()})
+    with tf.Graph().as_default() as graph, v1.Session() as sess:
+        ns.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING], export_dir)
+        assert "Tf1EmaUpdateByName" in {op.type for op in graph.get_operations()}
+        sess.run(update.name)
+        shadow = [v for v in v1.global_variables() if v.op.name == "s"][0]
+        assert sess.run(shadow).tolist() == [1.0, 2.0]
+
+
 def test_with_library_says_how_to_avoid_the_op_when_it_cannot_be_built(no_library):
     """Without a compiler, importing a graph that needs the op raises a message naming g++ and TF1_EMA_FAST=0."""
 

@@ -261,15 +261,17 @@ def _needs_library(error: Exception) -> bool:
 def with_library(import_fn: Callable) -> Callable:
     """Wraps a graph importer so that a graph using tf1_ema's ops loads (or builds) the library first.
 
-    Without the library TensorFlow refuses such a graph ("Op type not
-    registered 'Tf1EmaUpdateByName'"); the wrapper then loads it and imports
-    again, or says how to get a graph without the op.
+    Graphs written by tf1_ema since the fused op is rewritten on
+    serialization hold only stock ops; older ones may hold its ops. Without
+    the library TensorFlow refuses such a graph ("Op type not registered
+    'Tf1EmaUpdateByName'"); the wrapper then loads it and imports again, or
+    says how to get a graph without the op.
     """
 
     @functools.wraps(import_fn)
     def wrapper(*args, **kwargs):
         try:
-            return import_fn(*args, **kwargs)
+            result = import_fn(*args, **kwargs)
         except Exception as e:  # pylint: disable=broad-except
             if not _needs_library(e):
                 raise
@@ -279,7 +281,11 @@ def with_library(import_fn: Callable) -> Callable:
                     "Install g++, or re-export the graph from a session built with %s=0 (TF1's ops only)."
                     % (_failure, FAST_ENV)
                 ) from e
-            return import_fn(*args, **kwargs)
+            result = import_fn(*args, **kwargs)
+        if _library is not None and not tf.executing_eagerly() and _portable_fused_ops():
+            # Fused update ops imported from an older tf1_ema's graph are written back as stock ops too.
+            _fused_graphs.add(_v1.get_default_graph())
+        return result
 
     return wrapper
 

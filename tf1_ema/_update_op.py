@@ -16,27 +16,34 @@ The op is C++ (``tf1_ema/cc/ema_update.cc``), compiled on first use against
 the installed TensorFlow's headers (``tf.sysconfig`` flags, ``-O3
 -ffp-contract=off``, so no fused multiply-add changes the bits) and cached in
 ``$TF1_EMA_CACHE_DIR`` (default ``~/.cache/tf1_ema``) under a name keyed by
-the TensorFlow version, the source and the compiler (``python -m
-tf1_ema._update_op`` builds it ahead of time). When it cannot be built
-(no compiler, no headers), the update falls back to graph ops and one line on
-stderr says why; ``TF1_EMA_FAST=0`` turns the custom op off. The graph path is
-still cheaper than TF1's on a CPU: ``ResourceApplyGradientDescent(shadow, k,
-shadow - value)`` computes shadow - (shadow - value) * k with the same
-roundings in two kernels instead of three.
+the TensorFlow version and flags, the source and the platform (``python -m
+tf1_ema._update_op`` builds it ahead of time; the key names no compiler, so
+such a library serves a machine without one). A checksum written after the
+library is checked before every load: a damaged file is rebuilt, or skipped.
+When it cannot be had (no compiler, no headers), the update falls back to
+graph ops and one line on stderr says why; ``TF1_EMA_FAST=0`` turns the custom
+op off. The graph path is still cheaper than TF1's on a CPU:
+``ResourceApplyGradientDescent(shadow, k, shadow - value)`` computes shadow -
+(shadow - value) * k with the same roundings in two kernels instead of three.
 
 Only CPU kernels exist: a shadow that may live on a GPU, on a remote job, or
-inside a distribution strategy takes the graph path.
+inside a distribution strategy takes the graph path; so does an update built
+inside a function body (``tf.function``), which is serialized apart.
 
-The same library holds ``Tf1EmaInitialValue`` and ``Tf1EmaInitialValueRef``,
-one node each for a shadow's initial value (its variable's value if that is
-initialized, else the variable's initial value), which ``tf1_ema._build``
-uses where ``library_for(variable)`` serves.
+Portability: the op lives only in the running graph. Every GraphDef
+TensorFlow writes from it (``sess.graph_def``, ``export_meta_graph``,
+``Saver.save``'s ``.meta``, SavedModels) holds TF1's own ops for each pair
+instead (``to_stock_graph_def``, hooked into TensorFlow's serializer by
+``_tf_internal.install_graph_def_rewriter``), so it loads, serves and trains
+on with the same bits where TensorFlow alone is installed. Where that hook
+cannot be installed the op is not used. The library still registers the
+``Tf1EmaInitialValue(Ref)`` ops that graphs of earlier tf1_ema versions hold,
+so that those import (``with_library``).
 
-What changes for users: nothing in the variables (names, shadows, checkpoints,
-``variables_to_restore``), but the update's ops do. A GraphDef or MetaGraph
-exported with a ``Tf1EmaUpdate`` op imports only where the library is loaded
-(``tf1_ema._update_op.load_library()``). One bit pattern differs on purpose:
-a bfloat16 NaN result is always 0x7fc0, where stock kernels give 0x7fc0 in
+What changes for users: nothing in the variables (names, shadows,
+checkpoints, ``variables_to_restore``), nor in a written graph's values; the
+running graph's update ops differ. One bit pattern differs on purpose: a
+bfloat16 NaN result is always 0x7fc0, where stock kernels give 0x7fc0 in
 their vectorized lanes and keep the sign in their scalar tail.
 """
 
@@ -67,6 +74,7 @@ SOURCE = Path(__file__).with_name("cc") / "ema_update.cc"
 # -ffp-contract=off: `s - d * k` must stay a multiply then a subtract.
 CXX_FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared", "-w")
 FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+# Every op of the library; graphs written since the rewrite on serialization hold none of them.
 OP_TYPES = ("Tf1EmaUpdate", "Tf1EmaUpdateByName", "Tf1EmaUpdateRef", "Tf1EmaInitialValue", "Tf1EmaInitialValueRef")
 BUILD_TIMEOUT_S = 600  # a build takes 6-20 s on 2 cores; a hung compiler must not hang training
 

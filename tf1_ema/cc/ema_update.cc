@@ -272,6 +272,24 @@ absl::Status OneMinusDecay(OpKernelContext* ctx, int input, float* one_minus_dec
 // Resource variables.
 // ---------------------------------------------------------------------------
 
+// An error, ReadVariableOp's, for the first handle whose variable was not found.
+absl::Status CheckFound(OpKernelContext* ctx, const std::vector<const tensorflow::ResourceHandle*>& handles,
+                        const std::vector<tensorflow::core::RefCountPtr<Var>>& vars) {
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (!vars[i]) {
+      // The message and error class of ReadVariableOp, which TF1 code may catch.
+      tensorflow::core::RefCountPtr<Var> missing;
+      const absl::Status status = tensorflow::LookupResource(ctx, *handles[i], &missing);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Could not find variable ", handles[i]->name(),
+          ". This could mean that the variable has been deleted. In TF1, it can also mean the variable is "
+          "uninitialized. Debug info: container=", handles[i]->container(),
+          ", status error message=", status.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Looks up `handles` in one batch under one lock of the resource manager,
 // which halves the cost per variable against one LookupResource each (it
 // matters with thousands); ref-counting (eager) handles one by one.
@@ -287,19 +305,7 @@ absl::Status LookupVariables(OpKernelContext* ctx, const std::vector<const tenso
       TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, *handles[i], &(*vars)[i]));
     }
   }
-  for (size_t i = 0; i < handles.size(); ++i) {
-    if (!(*vars)[i]) {
-      // The message and error class of ReadVariableOp, which TF1 code may catch.
-      tensorflow::core::RefCountPtr<Var> missing;
-      const absl::Status status = tensorflow::LookupResource(ctx, *handles[i], &missing);
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Could not find variable ", handles[i]->name(),
-          ". This could mean that the variable has been deleted. In TF1, it can also mean the variable is "
-          "uninitialized. Debug info: container=", handles[i]->container(),
-          ", status error message=", status.message()));
-    }
-  }
-  return absl::OkStatus();
+  return CheckFound(ctx, handles, *vars);
 }
 
 // The update of N resource-variable shadows. Variables [0, N) are the
@@ -464,8 +470,9 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
       const std::string& c = containers[i].empty() ? container : containers[i];
       handles_.push_back(tensorflow::MakeResourceHandle<Var>(ctx, c, names[i]));
     }
+    // handles_ is complete: pointers into it stay valid.
+    for (const auto& h : handles_) names_.emplace_back(&h.container(), &h.name());
   }
-
 
  protected:
   void Handles(OpKernelContext* ctx, std::vector<const tensorflow::ResourceHandle*>* handles) override {
@@ -473,15 +480,19 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
     for (size_t i = 0; i < handles_.size(); ++i) (*handles)[i] = &handles_[i];
   }
 
-  // The variables are looked up in the resource manager every run (one
-  // batched lookup, as the VarHandleOps and ReadVariableOps of TF1's graph
-  // do), so a variable deleted and created again under its name is always
-  // the one updated; only the lock order, which depends on the variables
-  // found, is kept while they stay the same.
+  // The variables are looked up in the resource manager every run, as the
+  // VarHandleOps and ReadVariableOps of TF1's graph do, so a variable deleted
+  // and created again under its name is always the one updated: one batched
+  // lookup under one lock, of names prepared once (the handles were made
+  // here, for this device and type, so LookupResources' checks of both are
+  // skipped). Only the lock order, which depends on the variables found, is
+  // kept while they stay the same.
   absl::Status Variables(OpKernelContext* ctx, const std::vector<const tensorflow::ResourceHandle*>& handles,
                          std::vector<tensorflow::core::RefCountPtr<Var>>* vars,
                          std::vector<std::pair<Var*, bool>>* order) override {
-    TF_RETURN_IF_ERROR(LookupVariables(ctx, handles, vars));
+    vars->clear();
+    TF_RETURN_IF_ERROR(ctx->resource_manager()->LookupMany<Var>(names_, vars));
+    TF_RETURN_IF_ERROR(CheckFound(ctx, handles, *vars));
     tensorflow::mutex_lock l(cache_mu_);
     bool same = cached_.size() == vars->size();
     for (size_t i = 0; same && i < cached_.size(); ++i) same = cached_[i] == (*vars)[i].get();
@@ -496,6 +507,7 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
 
  private:
   std::vector<tensorflow::ResourceHandle> handles_;
+  std::vector<std::pair<const std::string*, const std::string*>> names_;  // (container, name) of handles_
   tensorflow::mutex cache_mu_;
   // The variables of the last run, compared by address only (never
   // dereferenced), and their lock order.

@@ -183,3 +183,28 @@ def test_the_running_graph_keeps_the_fused_op():
         graph.as_graph_def()
         assert fused_ops(graph) == before
         assert before == (["Tf1EmaUpdateByName"] if fused_update_expected() else [])
+
+
+def test_without_the_serialization_hook_the_fused_op_is_not_used(monkeypatch):
+    """Where TensorFlow's serializer cannot be hooked, apply() builds TensorFlow's ops, so written graphs stay portable."""
+    monkeypatch.setattr(_update_op._tf_internal, "install_graph_def_rewriter", lambda rewrite: False)
+    with tf.Graph().as_default() as graph:
+        w = v1.Variable(np.arange(6, dtype=np.float32), name="w")
+        ema = FAST(0.5)
+        update = ema.apply([w])
+        assert fused_ops(graph) == []
+        with v1.Session() as sess:
+            sess.run(v1.global_variables_initializer())
+            sess.run(w.assign(np.full(6, 2.0, np.float32)))
+            sess.run(update)
+            assert sess.run(ema.average(w)).tolist() == [1.0, 1.5, 2.0, 2.5, 3.0, 3.5]
+
+
+def test_the_hook_reports_a_tensorflow_without_graph_serializer(monkeypatch):
+    """_tf_internal says the hook cannot be installed when Graph._as_graph_def is missing."""
+    from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
+
+    from tf1_ema import _tf_internal
+
+    monkeypatch.delattr(ops.Graph, "_as_graph_def")
+    assert _tf_internal._install_graph_def_hook() is False

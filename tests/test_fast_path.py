@@ -42,6 +42,7 @@ from fast_path_harness import (  # noqa: F401 - fixtures and xfail conditions ar
     names,
     twin,
 )
+from tf1_ema import _update_op
 
 v1 = tf.compat.v1
 
@@ -413,6 +414,35 @@ def test_a_shadow_that_is_also_a_value_in_the_same_update_reads_the_old_shadow(m
         pytest.skip("TF1 itself is not deterministic for the shadow of a ref-variable shadow")
     stock, fast = twin(_shadow_in_its_own_update, chain)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
+
+
+def _shadow_in_its_own_update_with_rules():
+    w = v1.get_variable("w", [64], initializer=v1.random_normal_initializer(seed=3))
+    x = v1.get_variable("x", [64], initializer=v1.random_normal_initializer(seed=4))
+    ema = FAST(0.7, rules=[("ExponentialMovingAverage$|^x$", 0.5), (".*", 0.7)])
+    first = ema.apply([w, x])
+    second = ema.apply([w, ema.average(w)])  # two rules: the shadow's update and its reader are apart
+    moves = bump([w])
+    history = []
+    with v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        sess.run(first)
+        for _ in range(10):
+            sess.run(moves)
+            sess.run(second)
+            history.append(sess.run([ema.average(w), ema.average(ema.average(w))]))
+    return {"values": history, "fused": fused_ops()}
+
+
+def test_a_shadow_read_by_another_rules_update_reads_the_old_shadow(monkeypatch):
+    """With per-variable rules the shadow of a shadow still reads the old shadow, as TF1's own ops (TF1_EMA_FAST=0) do."""
+    expected = ["Tf1EmaUpdateByName"] * 3 if fused_update_expected() else []  # two rules, then the writer's
+    with behaviour("tf2-graph"):
+        fast = in_fresh_graph(lambda cls: _shadow_in_its_own_update_with_rules(), FAST)
+        monkeypatch.setenv(_update_op.FAST_ENV, "0")
+        slow = in_fresh_graph(lambda cls: _shadow_in_its_own_update_with_rules(), FAST)
+    assert_bits_equal(slow, {**fast, "fused": slow["fused"]})
+    assert (slow["fused"], fast["fused"]) == ([], expected)
 
 
 # ---------------------------------------------------------------------------

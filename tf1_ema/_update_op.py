@@ -625,11 +625,31 @@ def _handles_are_var_handle_ops(variables) -> bool:
     )
 
 
+def read_before_writes(shadows: Sequence[tf.Variable], values: Sequence, written) -> Dict[int, tf.Tensor]:
+    """``{i: shadows[i] - values[i]}`` for each pair whose value is a variable in ``written``.
+
+    TF1 parity: with the shadow of a shadow in one update (``ema.apply([w,
+    ema.average(w)])`` after ``ema.apply([w])``) TF1's graph reads the old
+    shadow. Computing these differences first, and writing shadows only after
+    them, reads it too.
+
+    Args:
+      shadows: the shadow variables.
+      values: their values, variables or tensors.
+      written: refs (``v.ref()``) of the shadows the update writes.
+
+    Returns:
+      The differences, by pair index.
+    """
+    return {i: s - v for i, (s, v) in enumerate(zip(shadows, values)) if isinstance(v, tf.Variable) and v.ref() in written}
+
+
 def fused_update(
     shadows: Sequence[tf.Variable],
     values: Sequence,
     one_minus_decay,
     name: Optional[str] = None,
+    read_first: Optional[Dict[int, tf.Tensor]] = None,
 ) -> tf.Operation:
     """Updates every shadow towards its value: shadow -= (shadow - value) * cast(one_minus_decay, dtype).
 
@@ -644,13 +664,17 @@ def fused_update(
 
     A pair whose value is itself one of the shadows updated here (the shadow
     of a shadow) gets ``graph_update`` too, with ``shadow - value`` computed
-    before any shadow is written.
+    before any shadow is written; ``read_first`` extends that to shadows
+    written by other calls of the same update (see ``read_before_writes``).
 
     Args:
       shadows: the shadow variables (half, bfloat16, float or double).
       values: tensors or variables, one per shadow, same dtype and shape.
       one_minus_decay: ``1 - decay`` as a float32 scalar (tensor or float).
       name: name of the returned op; default ``"fused_update"``.
+      read_first: ``read_before_writes`` of these pairs against every shadow
+        the whole update writes, when the caller splits it into several calls
+        (and runs them after those differences); default: against ``shadows``.
 
     Returns:
       One op that runs all the updates (a ``NoOp`` grouping them).
@@ -671,12 +695,8 @@ def fused_update(
         count: Dict = {}
         for s in shadows:
             count[s.ref()] = count.get(s.ref(), 0) + 1
-        # TF1 parity: with the shadow of a shadow in one update (ema.apply([w,
-        # ema.average(w)]) after ema.apply([w])), TF1's graph reads the old
-        # shadow. Such pairs take graph ops, and their `shadow - value` is
-        # computed before any shadow is written.
-        readers = [i for i, v in enumerate(values) if isinstance(v, tf.Variable) and v.ref() in count]
-        deltas = {i: shadows[i] - values[i] for i in readers}
+        # TF1 parity: a shadow that is also a value here is read before any shadow is written.
+        deltas = read_before_writes(shadows, values, count) if read_first is None else dict(read_first)
         with tf.control_dependencies([d.op for d in deltas.values()]):
             return tf.group(*_updates(shadows, values, one_minus_decay, count, deltas), name=scope)
 

@@ -8,6 +8,8 @@ failure is confined to this module.
 
 from __future__ import annotations
 
+import threading
+
 import tensorflow as tf
 
 # TF1 parity: a shadow is a ref variable exactly when its variable is one, and a
@@ -120,6 +122,7 @@ def check_same_graph(*values) -> None:
 
 _graph_def_rewriters: list = []
 _graph_def_hook_state: dict = {"installed": None}  # None: not tried; True/False: the outcome
+_graph_def_hook_lock = threading.Lock()
 
 
 def install_graph_def_rewriter(rewrite) -> bool:
@@ -143,11 +146,12 @@ def install_graph_def_rewriter(rewrite) -> bool:
       ``Graph._as_graph_def`` returning ``(graph_def, version)``; callers must
       then not build the fast op (a graph could not be written portably).
     """
-    if rewrite not in _graph_def_rewriters:
-        _graph_def_rewriters.append(rewrite)
-    if _graph_def_hook_state["installed"] is None:
-        _graph_def_hook_state["installed"] = _install_graph_def_hook()
-    return _graph_def_hook_state["installed"]
+    with _graph_def_hook_lock:
+        if _graph_def_hook_state["installed"] is None:
+            _graph_def_hook_state["installed"] = _install_graph_def_hook()
+        if rewrite not in _graph_def_rewriters:
+            _graph_def_rewriters.append(rewrite)
+        return _graph_def_hook_state["installed"]
 
 
 def _install_graph_def_hook() -> bool:

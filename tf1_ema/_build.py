@@ -42,8 +42,8 @@ variables, shapes not fully defined, a ref variable under v2 control flow)
 goes to the caller's reference path. Differences that reach no variable,
 value, name of a variable or checkpoint:
 
-* the initial-value conditional is the one node or the ``If`` (or
-  ``RefSwitch``/``Merge``) above, not TF1's ``If`` with two functions per
+* the initial-value conditional is the ``If`` (or ``RefSwitch``/``Merge``)
+  above, not TF1's ``If`` with two functions per
   variable (v2 control flow) or v1 ``cond`` with a ``CondContext``: the graph
   has at most two library functions per dtype instead of two per variable, no
   ``cond_context`` entries, and under v1

@@ -51,7 +51,8 @@ _VARIABLE_OP_TYPES = _build.VARIABLE_OP_TYPES
 # Marks a decay that was not given (None is a value TF1 accepts until apply()).
 _MISSING = object()
 
-# MetaGraphs saved with the fused update op import in any process that imported us.
+# Graphs written by earlier tf1_ema versions (which held its ops) import in any process that
+# imported us, when the op library is already built; graphs written now hold stock ops only.
 _update_op.load_if_built()
 
 

@@ -224,6 +224,19 @@ def namespace(reference: bool = False) -> types.ModuleType:
         {
             "train": _Namespace("tensorflow.train", v1.train, train),
             "import_graph_def": _update_op.with_library(v1.import_graph_def),
+            # A SavedModel written by an older tf1_ema holds its ops; load it like a MetaGraph.
+            "saved_model": _Namespace(
+                "tensorflow.saved_model",
+                v1.saved_model,
+                {
+                    "load": _update_op.with_library(v1.saved_model.load),
+                    "loader": _Namespace(
+                        "tensorflow.saved_model.loader",
+                        v1.saved_model.loader,
+                        {"load": _update_op.with_library(v1.saved_model.loader.load)},
+                    ),
+                },
+            ),
             # Not in TF1's public API, but where users of tf1_ema look for it.
             "assign_moving_average": assign,
             "compat": _Namespace("tensorflow.compat", v1.compat, {"v1": ns}),

@@ -248,10 +248,6 @@ def _set_era_print(shell: InteractiveShell, on: bool) -> None:
 MAGIC_NAME = "tf1_era"
 
 
-class EraMagicError(UsageError):
-    """``%tf1_era`` was given an option or value it does not understand; IPython shows one line."""
-
-
 class _HelpShown(Exception):
     """``%tf1_era --help`` printed the help; there is nothing more to do."""
 
@@ -260,7 +256,7 @@ class _MagicParser(argparse.ArgumentParser):
     """argparse that raises instead of exiting the kernel."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise EraMagicError("%s\n%s" % (message, self.format_usage().rstrip()))
+        raise UsageError("%s\n%s" % (message, self.format_usage().rstrip()))
 
     def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
         if message:
@@ -322,7 +318,8 @@ class EraMagic:
             line: the magic's arguments, e.g. "--py2 --numpy-print 1.13 --tf-version 1.4".
 
         Raises:
-            EraMagicError: an unknown option or value; nothing is switched then.
+            UsageError: an unknown option or value (IPython shows the message, no
+                traceback); nothing is switched then.
         """
         from tf1_ema.legacy import tflog
 
@@ -335,7 +332,7 @@ class EraMagic:
             try:
                 tf_version = tflog.resolve_tf_version(args.tf_version)
             except ValueError as exc:
-                raise EraMagicError(str(exc)) from None
+                raise UsageError(str(exc)) from None
         if args.py2 is None and args.numpy_print is None and tf_version is None:
             print(self.describe())
             return

@@ -464,10 +464,12 @@ def test_era_magic_alone_prints_the_era_in_force(era_magic_results):
 
 @pytest.mark.slow
 def test_era_magic_py2_translates_later_cells_even_valid_python3_ones(era_magic_results):
-    """After `%tf1_era --py2 --numpy-print 1.13`, a valid Python 3 cell gets 7 / 2 == 3, str bytes and NumPy 1.13 text."""
+    """After `%tf1_era --py2 --numpy-print 1.13` a valid Python 3 cell gets 7 / 2 == 3, str bytes, NumPy 1.13 text."""
     assert era_magic_results["before"]["stdout"] == "3.5 b'x' [0.33333334 0.6666667  1.        ]\n"
     assert era_magic_results["switch"] == {"stdout": "", "stderr": "", "display": None, "error": None}
-    assert era_magic_results["py3 cell, py2 era"]["stdout"] == "(3, 'x', array([ 0.33333334,  0.66666669,  1.        ], dtype=float32))\n"
+    assert era_magic_results["py3 cell, py2 era"]["stdout"] == (
+        "(3, 'x', array([ 0.33333334,  0.66666669,  1.        ], dtype=float32))\n"
+    )
     assert era_magic_results["py2 print"]["stdout"] == "3 x\n"
 
 
@@ -490,11 +492,12 @@ def test_era_magic_no_py2_restores_python3_cells(era_magic_results):
 
 @pytest.mark.slow
 def test_era_magic_rejects_bad_options_in_one_line(era_magic_results):
-    """An unknown TF version or conflicting options is a one-line UsageError naming the problem, and switches nothing."""
+    """An unknown TF version or conflicting options is a one-line UsageError naming the problem; nothing switches."""
     bad_version = era_magic_results["bad version"]["stderr"]
     assert bad_version.startswith("UsageError: --tf-version='2.0' is not a TensorFlow version"), bad_version
     assert "Traceback" not in bad_version
     assert "not allowed with argument --py2" in era_magic_results["bad option"]["stderr"]
+    assert era_magic_results["unchanged era"]["stdout"] == "%tf1_era --no-py2 --numpy-print 1.25 --tf-version 1.15\n"
 
 
 def test_py2_kernelspec_sets_tf1_ema_py2():

@@ -3,6 +3,7 @@
     tf1-ema run [options] SCRIPT [ARGS...]     run a TF1-era script unchanged
     tf1-ema kernel install|remove [--user|--sys-prefix|--prefix P]
     tf1-ema nbval-config                       print the nbval sanitize file's path
+    tf1-ema nbcheck [options] NOTEBOOK...      re-run notebooks, compare numbers with tolerance
 
 Building the parser imports no TensorFlow, and neither does rejecting bad input, so
 ``tf1-ema run missing.py`` answers at once. Everything after SCRIPT belongs to the script,
@@ -96,7 +97,43 @@ def build_parser() -> argparse.ArgumentParser:
 
     nbval = commands.add_parser("nbval-config", help="print the path of the nbval sanitize file")
     nbval.set_defaults(handler=_nbval_config)
+
+    nbcheck = commands.add_parser(
+        "nbcheck",
+        help="re-run notebooks and compare their stored outputs, numbers within a tolerance",
+        description=(
+            "Run each NOTEBOOK top to bottom in its folder and compare every code cell's fresh outputs "
+            "with the stored ones: text after era normalizations, numbers within atol + rtol*|stored|, "
+            "errors by exception type. Exit 0 when every cell matches, 1 when any differs, 2 on bad input."
+        ),
+    )
+    add_nbcheck_options(nbcheck.add_argument, prefix="--")
+    nbcheck.add_argument("--verbose", "-v", action="store_true", help="also list the cells that match exactly")
+    nbcheck.add_argument("notebooks", metavar="NOTEBOOK", nargs="+", help="the .ipynb files to check")
+    nbcheck.set_defaults(handler=_nbcheck)
     return parser
+
+
+def add_nbcheck_options(add_argument, prefix: str) -> None:
+    """Declares nbcheck's options, for the CLI (``--rtol``) and the pytest plugin (``--nbcheck-rtol``).
+
+    Args:
+        add_argument: ``ArgumentParser.add_argument`` or pytest's ``OptionGroup.addoption``.
+        prefix: what goes before each option's name.
+    """
+    add_argument(prefix + "rtol", type=float, default=1e-5, metavar="R",
+                 help="relative tolerance for floats, against the stored value (default 1e-5)")
+    add_argument(prefix + "atol", type=float, default=1e-8, metavar="A",
+                 help="absolute tolerance for floats (default 1e-8)")
+    add_argument(prefix + "kernel", default="tf1-ema", metavar="NAME",
+                 help="Jupyter kernel to run in (default tf1-ema)")
+    add_argument(prefix + "numpy-print", choices=NUMPY_PRINT_ERAS, default=None, metavar="ERA",
+                 help="NumPy print era of the stored outputs: %s (default: 1.13 for a Python 2 notebook, "
+                 "else 1.25)" % ", ".join(NUMPY_PRINT_ERAS))
+    add_argument(prefix + "timeout", type=float, default=600.0, metavar="S",
+                 help="seconds a cell may run (default 600)")
+    add_argument(prefix + "tf-log-lines", action="store_true",
+                 help="compare TensorFlow's log lines (INFO:tensorflow: ...) instead of ignoring them")
 
 
 def _add_tf_version_option(run: argparse.ArgumentParser) -> None:
@@ -199,6 +236,48 @@ def _nbval_config(args: argparse.Namespace) -> int:
         return 1
     print(os.fspath(kernelspec.SANITIZE_FILE))
     return 0
+
+
+def _nbcheck(args: argparse.Namespace) -> int:
+    try:
+        from tf1_ema import nbrun
+    except ImportError as err:
+        _error("nbcheck", "notebook support is not available (%s); install tf1_ema[notebook]" % err)
+        return 2
+    problem = nbcheck_option_problem(args.rtol, args.atol, args.timeout)
+    if problem:
+        _error("nbcheck", problem)
+        return 2
+    try:
+        nbrun.check_kernel(args.kernel)
+        checks = [
+            nbrun.NotebookCheck(path, args.rtol, args.atol, kernel=args.kernel, numpy_print=args.numpy_print,
+                                timeout=args.timeout, tf_log_lines=args.tf_log_lines)
+            for path in args.notebooks
+        ]
+    except nbrun.NbcheckInputError as err:
+        _error("nbcheck", str(err))
+        return 2
+    return nbrun.run_checks(checks, sys.stdout, verbose=args.verbose)
+
+
+def nbcheck_option_problem(rtol: float, atol: float, timeout: float) -> Optional[str]:
+    """Says what is wrong with nbcheck's numeric options, or returns None.
+
+    Args:
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        timeout: seconds per cell.
+
+    Returns:
+        A one-line message, or None when all are valid.
+    """
+    for name, value in (("--rtol", rtol), ("--atol", atol)):
+        if not value >= 0 or value == float("inf"):
+            return "%s must be a finite number >= 0, got %s" % (name, value)
+    if not timeout > 0:
+        return "--timeout must be > 0 seconds, got %s" % timeout
+    return None
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

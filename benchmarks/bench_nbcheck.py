@@ -1,4 +1,4 @@
-"""What ``tf1-ema nbcheck`` costs next to nbval, on our five notebooks, in one run (issue 11).
+"""What ``tf1-ema nbcheck`` costs next to nbval, on our notebooks, in one run (issue 11).
 
 Three commands check notebooks/ in the tf1-ema kernel, each in a fresh process, taking
 turns round after round so that the machine's load falls on all of them alike:

@@ -324,13 +324,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _execute(client, code: str) -> dict:
-    """Runs one cell; returns its stdout, displayed text/plain and error traceback (ANSI stripped)."""
-    result = {"stdout": "", "display": None, "error": None}
+    """Runs one cell; returns its stdout, stderr, displayed text/plain and error traceback (ANSI stripped)."""
+    result = {"stdout": "", "stderr": "", "display": None, "error": None}
 
     def on_output(msg):
         kind, content = msg["msg_type"], msg["content"]
-        if kind == "stream" and content["name"] == "stdout":
-            result["stdout"] += content["text"]
+        if kind == "stream":
+            result[content["name"]] += content["text"]
         elif kind == "execute_result":
             result["display"] = content["data"]["text/plain"]
         elif kind == "error":
@@ -404,6 +404,100 @@ def test_future_division_cell_holds_for_later_cells(py2_kernel_results):
     """`from __future__ import division` in a cell makes `/` true division there and in later cells."""
     assert py2_kernel_results["future division"]["stdout"] == py2_golden.FUTURE_DIVISION[1]
     assert py2_kernel_results["after future division"]["stdout"] == "3.5\n"
+
+
+# ---------------------------------------------------------------------------
+# %tf1_era: one plain tf1-ema kernel switched between eras at run time
+# ---------------------------------------------------------------------------
+
+_FREEZE = (
+    "import tensorflow as tf\n"
+    "from tensorflow.python.framework import graph_util\n"
+    "v = tf.Variable(3.0, name='v')\n"
+    "w = tf.add(v, 1.0, name='add')\n"
+    "sess = tf.Session()\n"
+    "sess.run(tf.global_variables_initializer())\n"
+    "frozen = graph_util.convert_variables_to_constants(sess, sess.graph_def, ['add'])"
+)
+_FREEZE_AGAIN = "frozen = graph_util.convert_variables_to_constants(sess, sess.graph_def, ['add'])"
+_PY3_CELL = "import numpy as np\nprint(7 / 2, b'x', np.float32([1/3., 2/3., 1]))"
+# (name, cell source); run in this order in one kernel started without any TF1_EMA_* variable.
+_ERA_CELLS = [
+    ("default era", "%tf1_era"),
+    ("before", _PY3_CELL),
+    ("switch", "%tf1_era --py2 --numpy-print 1.13 --tf-version 1.4"),
+    ("switched era", "%tf1_era"),
+    ("py3 cell, py2 era", _PY3_CELL),
+    ("py2 print", "print 7 / 2, 'x'.encode('ascii')"),
+    ("freeze 1.4", _FREEZE),
+    ("to 1.15", "%tf1_era --tf-version 1.15"),
+    ("freeze 1.15", _FREEZE_AGAIN),
+    ("back", "%tf1_era --no-py2 --numpy-print 1.25"),
+    ("py3 cell again", _PY3_CELL),
+    ("bad version", "%tf1_era --tf-version 2.0"),
+    ("bad option", "%tf1_era --py2 --no-py2"),
+    ("unchanged era", "%tf1_era"),
+]
+
+
+@pytest.fixture(scope="module")
+def era_magic_results():
+    """Each of the _ERA_CELLS' stdout, display and error, run in order in one plain tf1-ema kernel."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {k: v for k, v in os.environ.items() if k not in ("TF1_EMA_PY2", "TF1_EMA_NUMPY_PRINT", "TF1_EMA_TF_VERSION")}
+    manager, client = start_new_kernel(kernel_name=kernelspec.KERNEL_NAME, startup_timeout=START_TIMEOUT, env=env)
+    try:
+        return {name: _execute(client, source) for name, source in _ERA_CELLS}
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+@pytest.mark.slow
+def test_era_magic_alone_prints_the_era_in_force(era_magic_results):
+    """`%tf1_era` with no options prints the era as the magic line that would set it."""
+    assert era_magic_results["default era"]["stdout"] == "%tf1_era --detect-py2 --numpy-print 1.25 --tf-version 1.15\n"
+    assert era_magic_results["switched era"]["stdout"] == "%tf1_era --py2 --numpy-print 1.13 --tf-version 1.4\n"
+    assert era_magic_results["unchanged era"]["stdout"] == "%tf1_era --no-py2 --numpy-print 1.25 --tf-version 1.15\n"
+
+
+@pytest.mark.slow
+def test_era_magic_py2_translates_later_cells_even_valid_python3_ones(era_magic_results):
+    """After `%tf1_era --py2 --numpy-print 1.13` a valid Python 3 cell gets 7 / 2 == 3, str bytes, NumPy 1.13 text."""
+    assert era_magic_results["before"]["stdout"] == "3.5 b'x' [0.33333334 0.6666667  1.        ]\n"
+    assert era_magic_results["switch"] == {"stdout": "", "stderr": "", "display": None, "error": None}
+    assert era_magic_results["py3 cell, py2 era"]["stdout"] == (
+        "(3, 'x', array([ 0.33333334,  0.66666669,  1.        ], dtype=float32))\n"
+    )
+    assert era_magic_results["py2 print"]["stdout"] == "3 x\n"
+
+
+@pytest.mark.slow
+def test_era_magic_switches_tf_logging_between_minors(era_magic_results):
+    """Freezing a graph prints 'Converted' bare under --tf-version 1.4 and as an INFO line after switching to 1.15."""
+    assert era_magic_results["freeze 1.4"]["stdout"] == (
+        "INFO:tensorflow:Froze 1 variables.\nConverted 1 variables to const ops.\n"
+    )
+    assert era_magic_results["freeze 1.15"]["stdout"] == (
+        "INFO:tensorflow:Froze 1 variables.\nINFO:tensorflow:Converted 1 variables to const ops.\n"
+    )
+
+
+@pytest.mark.slow
+def test_era_magic_no_py2_restores_python3_cells(era_magic_results):
+    """`%tf1_era --no-py2 --numpy-print 1.25` gives the following cells Python 3 and NumPy 1.25 printing back."""
+    assert era_magic_results["py3 cell again"]["stdout"] == "3.5 b'x' [0.33333334 0.6666667  1.        ]\n"
+
+
+@pytest.mark.slow
+def test_era_magic_rejects_bad_options_in_one_line(era_magic_results):
+    """An unknown TF version or conflicting options is a one-line UsageError naming the problem; nothing switches."""
+    bad_version = era_magic_results["bad version"]["stderr"]
+    assert bad_version.startswith("UsageError: --tf-version='2.0' is not a TensorFlow version"), bad_version
+    assert "Traceback" not in bad_version
+    assert "not allowed with argument --py2" in era_magic_results["bad option"]["stderr"]
+    assert era_magic_results["unchanged era"]["stdout"] == "%tf1_era --no-py2 --numpy-print 1.25 --tf-version 1.15\n"
 
 
 def test_py2_kernelspec_sets_tf1_ema_py2():

@@ -2,7 +2,7 @@
 
 The fast tests feed hand-made outputs to ``tf1_ema.nbcheck``. The slow ones run the notebooks
 in tests/nbcheck_notebooks/ (each standing for a class of old notebook, see make_notebooks.py)
-and our own five tutorials in the tf1-ema kernel: one CLI run for all the test notebooks, one
+and our own tutorials in the tf1-ema kernel: one CLI run for all the test notebooks, one
 pytest run for the plugin, one CLI run for notebooks/.
 """
 
@@ -494,25 +494,26 @@ def test_pytest_route_rejects_bad_options(tmp_path, option, message):
 
 @pytest.mark.slow
 def test_our_tutorials_pass_nbcheck(capsys, monkeypatch):
-    """nbcheck passes on the five tutorials in notebooks/, as nbval does."""
-    assert len(TUTORIALS) == 5
+    """nbcheck passes on the six tutorials in notebooks/, as nbval does."""
+    assert len(TUTORIALS) == 6
     monkeypatch.setenv("PYTHONPATH", _kernel_env()["PYTHONPATH"])
     code = cli.main(["nbcheck", *[str(path) for path in TUTORIALS]])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert out.endswith("5 of 5 notebooks match\n"), out
+    assert out.endswith("6 of 6 notebooks match\n"), out
 
 
 def test_benchmark_script_builds_the_three_commands_and_times_the_comparison():
-    """bench_nbcheck.py runs nbval, the CLI and the plugin on the same five notebooks; the comparison alone is fast."""
+    """bench_nbcheck.py runs nbval, the CLI and the plugin on the same tutorials; the comparison alone is fast."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_nbcheck", REPO / "benchmarks" / "bench_nbcheck.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     runs = bench.commands(bench.NOTEBOOKS)
-    assert list(runs) == ["nbval", "nbcheck", "pytest-nbcheck"] and len(bench.NOTEBOOKS) == 5
-    assert all(argv[-5:] == bench.NOTEBOOKS for argv in runs.values())
+    count = len(TUTORIALS)
+    assert list(runs) == ["nbval", "nbcheck", "pytest-nbcheck"] and len(bench.NOTEBOOKS) == count
+    assert all(argv[-count:] == bench.NOTEBOOKS for argv in runs.values())
     assert "--nbval" in runs["nbval"] and "--nbcheck" in runs["pytest-nbcheck"]
     assert bench.comparison_seconds(bench.NOTEBOOKS, repeats=1) < 5.0
 

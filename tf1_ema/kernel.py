@@ -17,6 +17,11 @@ Every cell gets the semantics of ``tf1-ema run``, from the same code in
 * TensorFlow's log noise is silenced, so no stderr lands in cell outputs;
   TF 1.x's own INFO lines (``INFO:tensorflow:Restoring parameters from ...``)
   show on stdout as they did, for the minor named by ``TF1_EMA_TF_VERSION``.
+* ``%tf1_era`` switches these three at run time, for the cells after it:
+  ``%tf1_era --py2 --numpy-print 1.13 --tf-version 1.4`` (options as in
+  ``tf1-ema run``; ``--no-py2`` and ``--detect-py2`` too); ``%tf1_era`` alone
+  prints the era in force. A notebook recorded under Python 2 / NumPy 1.13 /
+  TF 1.4 then checks in the plain ``tf1-ema`` kernel.
 
 The TF1 set-up runs before the kernel accepts any request. If it fails, the
 process prints why and exits non-zero: a client sees a dead kernel, never a
@@ -28,13 +33,17 @@ kernelspec does); install the kernelspec with ``tf1-ema kernel install``.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import linecache
+import os
+import shlex
 import sys
 import traceback
 import types
 from typing import List, Optional
 
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from ipykernel.ipkernel import IPythonKernel
 from ipykernel.kernelapp import IPKernelApp
@@ -201,6 +210,8 @@ class TF1Kernel(IPythonKernel):
         # TF1 parity (Python 2's IPython): a cell ending in `print x,` still ends its line.
         self.shell.events.register("post_run_cell", lambda *_: py2runtime.end_softspace())
         _install_era_print(self.shell)
+        self.era_magic = EraMagic(self.shell, self.py2_cells)
+        self.shell.register_magic_function(self.era_magic, "line", MAGIC_NAME)
 
 
 def _install_era_print(shell: InteractiveShell) -> None:
@@ -214,10 +225,151 @@ def _install_era_print(shell: InteractiveShell) -> None:
     """
     from tf1_ema import v1
 
-    if v1.resolve_numpy_print() != "1.13":
+    _set_era_print(shell, v1.resolve_numpy_print() == "1.13")
+
+
+def _set_era_print(shell: InteractiveShell, on: bool) -> None:
+    """Puts ``era_repr.era_print`` in the cell namespace as ``print``, or takes it out.
+
+    Args:
+        shell: the kernel's InteractiveShell.
+        on: True for the "1.13" era; False gives cells the builtin ``print`` back
+            (a ``print`` the user bound is left alone).
+    """
+    if on:
+        shell.user_ns["print"] = era_repr.era_print
+        shell.user_ns_hidden["print"] = era_repr.era_print
         return
-    shell.user_ns["print"] = era_repr.era_print
-    shell.user_ns_hidden["print"] = era_repr.era_print
+    if shell.user_ns.get("print") is era_repr.era_print:
+        del shell.user_ns["print"]
+    shell.user_ns_hidden.pop("print", None)
+
+
+MAGIC_NAME = "tf1_era"
+
+
+class _HelpShown(Exception):
+    """``%tf1_era --help`` printed the help; there is nothing more to do."""
+
+
+class _MagicParser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting the kernel."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError("%s\n%s" % (message, self.format_usage().rstrip()))
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
+        if message:
+            print(message, end="")
+        raise _HelpShown()
+
+
+def _magic_parser() -> argparse.ArgumentParser:
+    """The options of ``%tf1_era``, named as ``tf1-ema run`` names them."""
+    from tf1_ema import v1
+
+    parser = _MagicParser(
+        prog="%" + MAGIC_NAME,
+        description="Switch the era the following cells run in; no options: print the era in force.",
+    )
+    py2 = parser.add_mutually_exclusive_group()
+    py2.add_argument("--py2", dest="py2", action="store_const", const=True,
+                     help="translate every following cell from Python 2 (what TF1_EMA_PY2=1 does)")
+    py2.add_argument("--no-py2", dest="py2", action="store_const", const=False,
+                     help="translate no following cell (TF1_EMA_PY2=0)")
+    py2.add_argument("--detect-py2", dest="py2", action="store_const", const="detect",
+                     help="translate the cells that are Python 2 and not Python 3 (TF1_EMA_PY2 unset)")
+    parser.add_argument("--numpy-print", choices=v1.NUMPY_PRINT_ERAS, metavar="ERA",
+                        help="NumPy's print era: %s" % ", ".join(v1.NUMPY_PRINT_ERAS))
+    parser.add_argument("--tf-version", metavar="1.X",
+                        help="the TF 1.x minor whose log lines to reproduce (1.0 to 1.15)")
+    parser.set_defaults(py2=None)
+    return parser
+
+
+class EraMagic:
+    """The ``%tf1_era`` line magic: the kernel's Python 2, NumPy print and TF logging era.
+
+    Each option does at run time what its environment variable does at kernel start
+    (``TF1_EMA_PY2``, ``TF1_EMA_NUMPY_PRINT``, ``TF1_EMA_TF_VERSION``), from the next
+    cell on, and sets that variable, so ``!tf1-ema run`` started from a cell gets the
+    same era. Without options it prints the era in force.
+
+    Args:
+        shell: the kernel's InteractiveShell.
+        py2_cells: the kernel's Python 2 cell translator.
+    """
+
+    def __init__(self, shell: InteractiveShell, py2_cells: _Py2Cells) -> None:
+        from tf1_ema import v1
+        from tf1_ema.legacy import tflog
+
+        self.shell = shell
+        self.py2_cells = py2_cells
+        self.numpy_print = v1.resolve_numpy_print()
+        self.tf_version = tflog.configured_version() or tflog.resolve_tf_version()
+        self.__name__ = MAGIC_NAME
+        self.__doc__ = _magic_parser().format_help()
+
+    def __call__(self, line: str = "") -> None:
+        """Applies the options in ``line``; prints the era in force when there are none.
+
+        Args:
+            line: the magic's arguments, e.g. "--py2 --numpy-print 1.13 --tf-version 1.4".
+
+        Raises:
+            UsageError: an unknown option or value (IPython shows the message, no
+                traceback); nothing is switched then.
+        """
+        from tf1_ema.legacy import tflog
+
+        try:
+            args = _magic_parser().parse_args(shlex.split(line))
+        except _HelpShown:
+            return
+        tf_version = None
+        if args.tf_version is not None:
+            try:
+                tf_version = tflog.resolve_tf_version(args.tf_version)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
+        if args.py2 is None and args.numpy_print is None and tf_version is None:
+            print(self.describe())
+            return
+        if args.py2 is not None:
+            self.set_py2(None if args.py2 == "detect" else args.py2)
+        if args.numpy_print is not None:
+            self.set_numpy_print(args.numpy_print)
+        if tf_version is not None:
+            self.set_tf_version(tf_version)
+
+    def set_py2(self, force: Optional[bool]) -> None:
+        """Python 2 translation for the following cells: always (True), never (False), or detected (None)."""
+        self.py2_cells.force = force
+        os.environ[py2to3.PY2_ENV] = {True: "1", False: "0", None: ""}[force]
+
+    def set_numpy_print(self, era: str) -> None:
+        """NumPy's print era from now on, for arrays, scalars, ``print`` and displayed values."""
+        from tf1_ema import v1
+
+        v1.set_numpy_print(era)
+        _set_era_print(self.shell, era == "1.13")
+        self.numpy_print = era
+        os.environ[v1.NUMPY_PRINT_ENV] = era
+
+    def set_tf_version(self, version: str) -> None:
+        """The TF 1.x minor whose log lines (Saver, graph freezing, ...) show from now on."""
+        from tf1_ema import v1
+        from tf1_ema.legacy import tflog
+
+        v1.configure_tf1_logging(version, interactive=True)
+        self.tf_version = version
+        os.environ[tflog.TF_VERSION_ENV] = version
+
+    def describe(self) -> str:
+        """The era in force, written as the ``%tf1_era`` line that sets it."""
+        py2 = {True: "--py2", False: "--no-py2", None: "--detect-py2"}[self.py2_cells.force]
+        return "%%%s %s --numpy-print %s --tf-version %s" % (MAGIC_NAME, py2, self.numpy_print, self.tf_version)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

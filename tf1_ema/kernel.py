@@ -51,6 +51,7 @@ from ipykernel.kernelapp import IPKernelApp
 from tf1_ema import __version__
 from tf1_ema.kernelspec import DISPLAY_NAME, KERNEL_NAME
 from tf1_ema.legacy import era_repr, py2runtime, py2to3
+from tf1_ema.legacy.errors import frames_kept
 
 _setup_done = False
 
@@ -74,15 +75,7 @@ _HELPER_FILES = (py2runtime.__file__, era_repr.__file__)
 
 def _without_helper_frames(tb: Optional[types.TracebackType]) -> Optional[types.TracebackType]:
     """A copy of the traceback chain without frames from the Python 2 run-time helpers."""
-    kept = []
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename not in _HELPER_FILES:
-            kept.append(tb)
-        tb = tb.tb_next
-    rebuilt = None
-    for old in reversed(kept):
-        rebuilt = types.TracebackType(rebuilt, old.tb_frame, old.tb_lasti, old.tb_lineno)
-    return rebuilt
+    return frames_kept(tb, lambda filename: filename not in _HELPER_FILES)
 
 
 class _Py2Cells:

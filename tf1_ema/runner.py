@@ -27,7 +27,7 @@ import types
 from typing import Callable, List, Optional, Sequence, Tuple
 
 from tf1_ema.legacy import era_repr, py2runtime, py2to3
-from tf1_ema.legacy.errors import LegacyError
+from tf1_ema.legacy.errors import LegacyError, frames_kept
 
 __all__ = ["check_script", "run", "compare", "EXIT_INTERRUPTED", "EXIT_USAGE"]
 
@@ -338,16 +338,9 @@ def _install_finder(root: str, py2: Optional[bool]) -> None:
 
 def _without_machinery(tb: Optional[types.TracebackType]) -> Optional[types.TracebackType]:
     """A copy of the traceback chain with our own frames (runner, v1, cli) cut out."""
-    frames = []
-    while tb is not None:
-        # The import system's frames too, as python hides them for a module that fails to load.
-        if not tb.tb_frame.f_code.co_filename.startswith(_MACHINERY + ("<frozen importlib",)):
-            frames.append(tb)
-        tb = tb.tb_next
-    rebuilt = None
-    for old in reversed(frames):
-        rebuilt = types.TracebackType(rebuilt, old.tb_frame, old.tb_lasti, old.tb_lineno)
-    return rebuilt
+    # The import system's frames too, as python hides them for a module that fails to load.
+    hidden = _MACHINERY + ("<frozen importlib",)
+    return frames_kept(tb, lambda filename: not filename.startswith(hidden))
 
 
 def _print_user_traceback(err: BaseException) -> None:

@@ -20,6 +20,8 @@ import tensorflow as tf
 import tf1_ema
 import tf1_ema.ema
 from tf1_ema import _build
+from harness import VARIABLE_COLLECTIONS, assert_bits_equal, behaviour, fresh_graph
+from harness import collections as all_collections
 from tf1_ema import _update_op
 
 v1 = tf.compat.v1
@@ -55,24 +57,8 @@ def fast_apply(ema, var_list, allow_fallback=False):
         return ours.apply(var_list)
 
 
-@contextlib.contextmanager
-def tf1_behaviour():
-    """v1 control flow and ref variables by default, as ``tf1-ema run`` sets them."""
-    cf_v2 = v1.control_flow_v2_enabled()
-    resource = v1.resource_variables_enabled()
-    v1.disable_control_flow_v2()
-    v1.disable_resource_variables()
-    try:
-        yield
-    finally:
-        if cf_v2:
-            v1.enable_control_flow_v2()
-        if resource:
-            v1.enable_resource_variables()
-
-
 @pytest.fixture(params=["tf2-graph", "tf1", "tf2-graph-no-library", "tf1-no-library"])
-def mode(request, monkeypatch):
+def build_mode(request, monkeypatch):
     """Each test runs in TF2 graph mode (resource variables, cond_v2) and in TF1 mode.
 
     In the ``-no-library`` modes the op library is unavailable (no compiler):
@@ -80,18 +66,13 @@ def mode(request, monkeypatch):
     """
     if request.param.endswith("-no-library"):
         monkeypatch.setattr(_update_op, "load_library", lambda: None)
-    if request.param.startswith("tf1"):
-        with tf1_behaviour():
-            yield request.param
-    else:
+    with behaviour(request.param):
         yield request.param
 
 
 def build(model, apply):
-    """Runs ``model(apply)`` in a fresh graph; returns (graph, whatever the model returns)."""
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(7)
+    """Runs ``model(apply)`` in a fresh graph (graph seed 7); returns (graph, whatever the model returns)."""
+    with fresh_graph() as graph:
         return graph, model(apply)
 
 
@@ -101,8 +82,8 @@ def twin(model):
 
 
 def collections(graph):
-    keys = (v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.TRAINABLE_VARIABLES, v1.GraphKeys.MOVING_AVERAGE_VARIABLES)
-    return {k: [v.name for v in graph.get_collection(k)] for k in keys}
+    """The collections TF1's EMA writes to, names in order (not all keys: the fast graph has no cond contexts)."""
+    return all_collections(graph, VARIABLE_COLLECTIONS)
 
 
 def store_keys(graph):
@@ -171,14 +152,6 @@ def assert_same_graph_state(ref, fast, variable_attributes=True):
 def run(graph, fetch_fn):
     with graph.as_default(), v1.Session(graph=graph) as sess:
         return fetch_fn(sess)
-
-
-def assert_bits_equal(a, b):
-    assert len(a) == len(b)
-    for x, y in zip(a, b):
-        x, y = np.atleast_1d(x), np.atleast_1d(y)
-        assert x.dtype == y.dtype and x.shape == y.shape
-        np.testing.assert_array_equal(x.view(np.uint8), y.view(np.uint8))
 
 
 # ---------------------------------------------------------------------------
@@ -332,19 +305,19 @@ def _train(sess, result, steps=4):
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_graph_state_equals_tf1(mode, name):
+def test_graph_state_equals_tf1(build_mode, name):
     """Shadow names and order, collections, variable store, shadow ops and attributes equal TF1's."""
     assert_same_graph_state(*twin(MODELS[name]))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_values_bit_for_bit(mode, name):
+def test_values_bit_for_bit(build_mode, name):
     """Initial values and values after several updates equal TF1's bit for bit."""
     (g_ref, r_ref), (g_fast, r_fast) = twin(MODELS[name])
     assert_bits_equal(run(g_ref, lambda s: _train(s, r_ref)), run(g_fast, lambda s: _train(s, r_fast)))
 
 
-def test_update_op_and_average_names_equal_tf1(mode):
+def test_update_op_and_average_names_equal_tf1(build_mode):
     """The grouped update op keeps TF1's name, and average()/average_name() agree before and after apply."""
 
     def model(apply):
@@ -359,7 +332,7 @@ def test_update_op_and_average_names_equal_tf1(mode):
     assert r_fast["names"] == r_ref["names"]
 
 
-def test_later_op_names_equal_tf1(mode):
+def test_later_op_names_equal_tf1(build_mode):
     """Ops created after apply() get the names they get after TF1's apply() (same names consumed)."""
 
     def model(apply):
@@ -381,7 +354,7 @@ def test_later_op_names_equal_tf1(mode):
     assert r_fast["names"] == r_ref["names"]
 
 
-def test_duplicate_node_name_raises_like_tf1(mode):
+def test_duplicate_node_name_raises_like_tf1(build_mode):
     """An op already named like the shadow makes both raise TF1's duplicate-name ValueError."""
 
     def model(apply):
@@ -398,7 +371,7 @@ def test_duplicate_node_name_raises_like_tf1(mode):
     assert "Duplicate node name" in r_ref
 
 
-def test_reentered_scope_raises_like_tf1(mode):
+def test_reentered_scope_raises_like_tf1(build_mode):
     """A shadow name freed by a closed parent scope but taken in the store raises TF1's ValueError."""
 
     def model(apply):
@@ -417,7 +390,7 @@ def test_reentered_scope_raises_like_tf1(mode):
     assert "already exists" in r_ref
 
 
-def test_reuse_finds_fast_shadows_like_tf1(mode):
+def test_reuse_finds_fast_shadows_like_tf1(build_mode):
     """get_variable(reuse=True) and a second tower's apply() in a reusing scope find the fast-path shadow."""
 
     def model(apply):
@@ -436,7 +409,7 @@ def test_reuse_finds_fast_shadows_like_tf1(mode):
     assert r_fast == r_ref == [True, True, "tower/tower/w/ExponentialMovingAverage:0"]
 
 
-def test_bad_dtype_raises_after_earlier_shadows_like_tf1(mode):
+def test_bad_dtype_raises_after_earlier_shadows_like_tf1(build_mode):
     """An integer variable raises TF1's TypeError, after the shadows of the variables before it exist."""
 
     def model(apply):
@@ -454,7 +427,7 @@ def test_bad_dtype_raises_after_earlier_shadows_like_tf1(mode):
     assert "w/ExponentialMovingAverage:0" in r_ref[1] and "b/ExponentialMovingAverage:0" not in r_ref[1]
 
 
-def test_colocation_and_devices_equal_tf1(mode):
+def test_colocation_and_devices_equal_tf1(build_mode):
     """Shadows of variables pinned to a device, or created under a device scope, land where TF1 puts them."""
 
     def model(apply):
@@ -494,11 +467,11 @@ def _initialized_then_assigned(apply):
     return list(before), values
 
 
-def test_initialized_then_assigned_before_apply(mode):
+def test_initialized_then_assigned_before_apply(build_mode):
     """A variable initialized and changed before apply() hands its current value to the shadow, as in TF1."""
     (_, (before_ref, ref)), (_, (before_fast, fast)) = twin(_initialized_then_assigned)
     assert before_fast == before_ref
-    assert_bits_equal(fast, ref)
+    assert_bits_equal(ref, fast)
     np.testing.assert_array_equal(fast[0], np.full((2, 3), 7.0, np.float32))
 
 
@@ -528,11 +501,11 @@ def _initialization_orders(apply):
     return out
 
 
-def test_initialization_orders_equal_tf1(mode):
+def test_initialization_orders_equal_tf1(build_mode):
     """Partial, per-shadow and global initialization give TF1's values and leave TF1's variables uninitialized."""
     (_, ref), (_, fast) = twin(_initialization_orders)
     assert fast[2] == ref[2]
-    assert_bits_equal(fast[:2] + fast[3:], ref[:2] + ref[3:])
+    assert_bits_equal(ref[:2] + ref[3:], fast[:2] + fast[3:])
 
 
 # ---------------------------------------------------------------------------
@@ -547,7 +520,7 @@ def _checkpoint_model(apply):
 
 
 @pytest.mark.parametrize("direction", ["tf1-to-fast", "fast-to-tf1"])
-def test_checkpoint_round_trip(mode, tmp_path, direction):
+def test_checkpoint_round_trip(build_mode, tmp_path, direction):
     """A checkpoint written by one graph restores every variable of the other, bit for bit."""
     (g_ref, r_ref), (g_fast, r_fast) = twin(_checkpoint_model)
     (g_src, r_src), (g_dst, r_dst) = ((g_ref, r_ref), (g_fast, r_fast))
@@ -568,7 +541,7 @@ def test_checkpoint_round_trip(mode, tmp_path, direction):
     assert_bits_equal(run(g_dst, restore), saved)
 
 
-def test_variables_to_restore_equals_tf1(mode):
+def test_variables_to_restore_equals_tf1(build_mode):
     """variables_to_restore() maps the same checkpoint names to the same variables."""
 
     def model(apply):
@@ -662,7 +635,7 @@ def test_fallback_keeps_order_and_names():
 
     ref, fast = twin(model)
     assert collections(fast[0]) == collections(ref[0])
-    assert_bits_equal(run(fast[0], lambda s: _train(s, fast[1])), run(ref[0], lambda s: _train(s, ref[1])))
+    assert_bits_equal(run(ref[0], lambda s: _train(s, ref[1])), run(fast[0], lambda s: _train(s, fast[1])))
 
 
 def test_ops_built_without_wrappers_equal_generated_ones():
@@ -687,14 +660,14 @@ def test_ref_tensor_of_a_variable_op_is_colocated_like_tf1(zero_debias):
         op = apply(ema, [w.op.outputs[0]])
         return {"primaries": [w.op.outputs[0]], "ema": ema, "op": op}
 
-    with tf1_behaviour():
+    with behaviour("tf1"):
         ref, fast = twin(model)
         assert_same_graph_state(ref, fast)
         assert fast[1]["ema"].average(fast[1]["primaries"][0]).op.colocation_groups() == [b"loc:@w"]
-        assert_bits_equal(run(fast[0], lambda s: _train(s, fast[1])), run(ref[0], lambda s: _train(s, ref[1])))
+        assert_bits_equal(run(ref[0], lambda s: _train(s, ref[1])), run(fast[0], lambda s: _train(s, fast[1])))
 
 
-def test_wider_shadow_dtype_starts_from_the_cast_value(mode):
+def test_wider_shadow_dtype_starts_from_the_cast_value(build_mode):
     """With dtypes=, a float16 variable's float32 shadow starts from the cast current or initial value."""
     from tensorflow.python.training import slot_creator  # TF1's own slot code, the reference here
 
@@ -718,10 +691,10 @@ def test_wider_shadow_dtype_starts_from_the_cast_value(mode):
 
     (meta_ref, ref), (meta_fast, fast) = shadows(False), shadows(True)
     assert meta_fast == meta_ref
-    assert_bits_equal([fast], [ref])
+    assert_bits_equal([ref], [fast])
 
 
-def test_build_updates_equals_assign_moving_average(mode):
+def test_build_updates_equals_assign_moving_average(build_mode):
     """build_updates with per-pair Python, float32 and float64 decays equals TF1's assign_moving_average."""
     reference = tf.__internal__.train.assign_moving_average
 
@@ -747,10 +720,10 @@ def test_build_updates_equals_assign_moving_average(mode):
         return run(graph, fetch)
 
     ref, fast = build(lambda apply: model(False), None), build(lambda apply: model(True), None)
-    assert_bits_equal(values(*fast), values(*ref))
+    assert_bits_equal(values(*ref), values(*fast))
 
 
-def test_replica_device_setter_places_like_tf1(mode):
+def test_replica_device_setter_places_like_tf1(build_mode):
     """Under replica_device_setter (round robin over PS tasks) shadows and debias variables land on TF1's devices."""
 
     def model(apply):
@@ -768,7 +741,7 @@ def test_replica_device_setter_places_like_tf1(mode):
     assert len(set(ref[1]["devices"])) == 3
 
 
-def test_shadow_initial_value_is_a_stock_conditional(mode):
+def test_shadow_initial_value_is_a_stock_conditional(build_mode):
     """A shadow starts from TF's own conditional (If, or Merge for ref variables), with or without the op library."""
     graph = tf.Graph()
     with graph.as_default():
@@ -776,7 +749,7 @@ def test_shadow_initial_value_is_a_stock_conditional(mode):
         fast_apply(v1.train.ExponentialMovingAverage(0.9), [w])
         shadow = [v for v in v1.global_variables() if v.op.name == "w/ExponentialMovingAverage"][0]
         op_type = shadow._initial_value.op.type  # pylint: disable=protected-access
-    assert op_type == ("Merge" if mode.startswith("tf1") else "If")
+    assert op_type == ("Merge" if build_mode.startswith("tf1") else "If")
 
 
 def test_fast_subscope_closing_zeroes_what_tf_zeroes():
@@ -802,9 +775,9 @@ def test_fast_subscope_closing_zeroes_what_tf_zeroes():
     assert "open_variable_scope" not in vars(our_store)  # the store's own methods are back
 
 
-def test_variables_initialized_from_shadows_like_tf1(mode):
+def test_variables_initialized_from_shadows_like_tf1(build_mode):
     """Variables whose initial values read a shadow (TF's guard rewrites those) start from TF1's values."""
-    if not mode.startswith("tf1"):
+    if not build_mode.startswith("tf1"):
         pytest.skip("initialized_value() needs ref variables")
 
     def model(apply):
@@ -824,4 +797,4 @@ def test_variables_initialized_from_shadows_like_tf1(mode):
         with v1.Session(graph=graph) as sess:
             sess.run(v1.variables_initializer(v1.global_variables()))
             values.append(sess.run(tensors))
-    assert_bits_equal(values[1], values[0])
+    assert_bits_equal(values[0], values[1])

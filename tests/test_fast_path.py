@@ -36,8 +36,8 @@ from fast_path_harness import (  # noqa: F401 - fixtures and xfail conditions ar
     fused_ops,
     fused_update_expected,
     graph_state,
+    graph_mode,
     in_fresh_graph,
-    mode,
     modes,
     names,
     twin,
@@ -119,13 +119,13 @@ def _evaluate_convnet(cls, checkpoint):
     return {"restore": sorted((k, v.name) for k, v in to_restore.items()), "logits": logits}
 
 
-def test_layers_model_trains_and_evaluates_from_averages_like_tf1(mode, tmp_path):
+def test_layers_model_trains_and_evaluates_from_averages_like_tf1(graph_mode, tmp_path):
     """A conv/batch-norm/dense model trained with momentum and EMA(num_updates=global_step) matches TF1 in every way."""
     paths = {"stock": str(tmp_path / "stock" / "ckpt"), "fast": str(tmp_path / "fast" / "ckpt")}
     stock = in_fresh_graph(_train_convnet, STOCK, paths["stock"])
     fast = in_fresh_graph(_train_convnet, FAST, paths["fast"])
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    assert_fast_path(stock, fast, FUSED_TYPE[mode])
+    assert_fast_path(stock, fast, FUSED_TYPE[graph_mode])
     # Evaluation graphs of either class restore either checkpoint's averages, with the same logits.
     reference = in_fresh_graph(_evaluate_convnet, STOCK, paths["stock"])
     for writer in paths:
@@ -184,7 +184,7 @@ def _monitored(cls, checkpoint_dir, last_step):
 @pytest.mark.parametrize(
     "first,second", [(FAST, FAST), (STOCK, FAST), (FAST, STOCK)], ids=["fast", "stock-then-fast", "fast-then-stock"]
 )
-def test_monitored_training_session_resumes_like_tf1(mode, tmp_path, first, second):
+def test_monitored_training_session_resumes_like_tf1(graph_mode, tmp_path, first, second):
     """MonitoredTrainingSession training, stopped and resumed from its checkpoint by either class, matches TF1."""
     reference_dir, run_dir = str(tmp_path / "reference"), str(tmp_path / "run")
     ref = [in_fresh_graph(_monitored, STOCK, reference_dir, last_step) for last_step in (5, 11)]
@@ -194,7 +194,7 @@ def test_monitored_training_session_resumes_like_tf1(mode, tmp_path, first, seco
     assert ref[1]["uninitialized"] == []  # the second session restored everything
     for r, g, cls in zip(ref, got, (first, second)):
         if cls is FAST:
-            assert_fast_path(r, g, FUSED_TYPE[mode])
+            assert_fast_path(r, g, FUSED_TYPE[graph_mode])
 
 
 def _pretrained(checkpoint_dir):
@@ -235,7 +235,7 @@ def _warm_started(cls, checkpoint_dir):
     return {**out, "values": final.final_ops_values, "fused": fused_ops()}
 
 
-def test_warm_start_initializes_shadows_from_restored_variables_like_tf1(mode, tmp_path):
+def test_warm_start_initializes_shadows_from_restored_variables_like_tf1(graph_mode, tmp_path):
     """A Scaffold restoring a model saved without EMA starts the shadows in local_init_op from the restored values."""
     checkpoint_dir = str(tmp_path)
     _pretrained(checkpoint_dir)
@@ -243,7 +243,7 @@ def test_warm_start_initializes_shadows_from_restored_variables_like_tf1(mode, t
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
     assert stock["uninitialized"] == []
     assert_bits_equal(stock["started"][:2], stock["started"][2:])
-    assert_fast_path(stock, fast, FUSED_TYPE[mode])
+    assert_fast_path(stock, fast, FUSED_TYPE[graph_mode])
 
 
 # ---------------------------------------------------------------------------
@@ -278,13 +278,13 @@ def _partly_restored(cls, checkpoint, write):
 
 
 @pytest.mark.parametrize("writer", [STOCK, FAST], ids=["written-by-stock", "written-by-fast"])
-def test_initializing_some_shadows_keeps_the_restored_ones(mode, tmp_path, writer):
+def test_initializing_some_shadows_keeps_the_restored_ones(graph_mode, tmp_path, writer):
     """After a partial restore, initializing one shadow starts it from its restored variable and keeps the others."""
     checkpoint = str(tmp_path / "ckpt")
     saved = in_fresh_graph(_partly_restored, writer, checkpoint, True)
     stock, fast = twin(_partly_restored, checkpoint, False)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    assert_fast_path(stock, fast, FUSED_TYPE[mode])
+    assert_fast_path(stock, fast, FUSED_TYPE[graph_mode])
     assert stock["before"] == [b"b/ExponentialMovingAverage"] and stock["after"] == []
     assert_bits_equal(stock["restored"], saved[:3] + [saved[1]])  # w's shadow restored, b's from b
 
@@ -331,11 +331,11 @@ def _inside_control_flow(cls):
     return {"values": values, "state": graph_state(ema, [w, r]), "fused": fused_ops()}
 
 
-def test_apply_inside_cond_and_while_loop_like_tf1(mode):
+def test_apply_inside_cond_and_while_loop_like_tf1(graph_mode):
     """apply() in a tf.cond branch and a tf.while_loop body updates only when run, with TF1's values, in both modes."""
     stock, fast = twin(_inside_control_flow)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    if mode == "tf1":  # v1 control flow stays in the graph: the fused ops are built inside it
+    if graph_mode == "tf1":  # v1 control flow stays in the graph: the fused ops are built inside it
         assert_fast_path(stock, fast, "Tf1EmaUpdateByName", "Tf1EmaUpdateByName", "Tf1EmaUpdateRef", "Tf1EmaUpdateRef")
     else:  # v2 branches and bodies are functions: TF1's ops there
         assert_fast_path(stock, fast)
@@ -376,11 +376,11 @@ def _several_emas(cls):
     }
 
 
-def test_two_emas_overlapping_applies_and_an_average_of_an_average(mode):
+def test_two_emas_overlapping_applies_and_an_average_of_an_average(graph_mode):
     """Two EMA objects, a second apply() over an overlapping list and an EMA of a shadow match TF1."""
     stock, fast = twin(_several_emas)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    assert_fast_path(stock, fast, *[FUSED_TYPE[mode]] * 4)
+    assert_fast_path(stock, fast, *[FUSED_TYPE[graph_mode]] * 4)
 
 
 def _shadow_in_its_own_update(cls, chain):
@@ -406,9 +406,9 @@ def _shadow_in_its_own_update(cls, chain):
 
 
 @pytest.mark.parametrize("chain", [False, True], ids=["shadow-of-shadow", "chain-of-three"])
-def test_a_shadow_that_is_also_a_value_in_the_same_update_reads_the_old_shadow(mode, chain):
+def test_a_shadow_that_is_also_a_value_in_the_same_update_reads_the_old_shadow(graph_mode, chain):
     """ema.apply([w, ema.average(w)]) after ema.apply([w]) reads the old shadow of w as TF1 does, for ten updates."""
-    if mode == "tf1":
+    if graph_mode == "tf1":
         # Measured: TF1's own graph races there (a ref shadow's `read` aliases the buffer
         # AssignSub writes in place), giving other bits from run to run; ours reads the old shadow.
         pytest.skip("TF1 itself is not deterministic for the shadow of a ref-variable shadow")
@@ -471,7 +471,7 @@ def _mixed_kinds(cls):
     return {"values": values, "state": graph_state(ema, [w, b, t]), "fused": fused_ops()}
 
 
-def test_adam_on_ref_and_resource_variables_like_tf1(mode):
+def test_adam_on_ref_and_resource_variables_like_tf1(graph_mode):
     """A ref and a resource variable trained by Adam, and a tensor, averaged in an AUTO_REUSE scope, match TF1."""
     stock, fast = twin(_mixed_kinds)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
@@ -513,11 +513,11 @@ def _loss_averages(cls, zero_debias):
 
 
 @pytest.mark.parametrize("zero_debias", [False, True], ids=["biased", "zero-debias"])
-def test_loss_averages_and_variable_averages_like_tf1(mode, zero_debias):
+def test_loss_averages_and_variable_averages_like_tf1(graph_mode, zero_debias):
     """Averages of loss tensors (debiased or not) before the step and of the variables after it match TF1."""
     stock, fast = twin(_loss_averages, zero_debias)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    types = [FUSED_TYPE[mode]] if zero_debias else [FUSED_TYPE[mode]] * 2
+    types = [FUSED_TYPE[graph_mode]] if zero_debias else [FUSED_TYPE[graph_mode]] * 2
     assert_fast_path(stock, fast, *types)
 
 
@@ -566,14 +566,14 @@ def _placed(cls, checkpoint=None, write=True):
     return out
 
 
-def test_devices_containers_caching_devices_and_dtypes_like_tf1(mode):
+def test_devices_containers_caching_devices_and_dtypes_like_tf1(graph_mode):
     """float16/bfloat16/float64 variables on /cpu:0, in a container or with a caching device average like TF1."""
     stock, fast = twin(_placed)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
     assert [container for container, _, _ in stock["ops"]] == [b"averages"] * 4
     # Variables of the default container read inside tf.container("averages"):
     # the op takes their handles, as TF would give a by-name op the scope's container.
-    assert_fast_path(stock, fast, "Tf1EmaUpdate" if mode == "tf2-graph" else FUSED_TYPE[mode])
+    assert_fast_path(stock, fast, "Tf1EmaUpdate" if graph_mode == "tf2-graph" else FUSED_TYPE[graph_mode])
 
 
 def _two_cpus(cls):
@@ -595,15 +595,15 @@ def _two_cpus(cls):
     return {"values": values, "devices": [ema.average(p).device for p in (w, b, t)], "fused": fused_ops()}
 
 
-def test_shadows_on_two_cpu_devices_like_tf1(mode):
+def test_shadows_on_two_cpu_devices_like_tf1(graph_mode):
     """Shadows on /cpu:1 and unplaced ones, in a session with two CPU devices, get one fused op per device."""
     stock, fast = twin(_two_cpus)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    assert_fast_path(stock, fast, FUSED_TYPE[mode], FUSED_TYPE[mode])
+    assert_fast_path(stock, fast, FUSED_TYPE[graph_mode], FUSED_TYPE[graph_mode])
 
 
 @pytest.mark.parametrize("writer,reader", [(STOCK, FAST), (FAST, STOCK)], ids=["stock-to-fast", "fast-to-stock"])
-def test_placed_checkpoints_restore_into_the_other_class(mode, tmp_path, writer, reader):
+def test_placed_checkpoints_restore_into_the_other_class(graph_mode, tmp_path, writer, reader):
     """A checkpoint of the placed model written by one class restores into the other, which then updates like TF1."""
     checkpoint = str(tmp_path / "ckpt")
     in_fresh_graph(_placed, writer, checkpoint)
@@ -648,7 +648,7 @@ def _partitioned(cls, checkpoint, action):
 
 
 @pytest.mark.parametrize("writer", [STOCK, FAST], ids=["written-by-stock", "written-by-fast"])
-def test_partitioned_variables_checkpoint_like_tf1(mode, tmp_path, writer):
+def test_partitioned_variables_checkpoint_like_tf1(graph_mode, tmp_path, writer):
     """Shadows of partitioned parts get TF1's names and slices; checkpoints restore into either class.
 
     Restoring through variables_to_restore() fails in TF1 itself (it maps
@@ -660,7 +660,7 @@ def test_partitioned_variables_checkpoint_like_tf1(mode, tmp_path, writer):
         stock, fast = twin(_partitioned, checkpoint, action)
         assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
         assert stock.get("error", ("restored",))[0] == ("NotFoundError" if action == "averages" else "restored")
-        assert_fast_path(stock, fast, FUSED_TYPE[mode])
+        assert_fast_path(stock, fast, FUSED_TYPE[graph_mode])
     stock_written = in_fresh_graph(_partitioned, STOCK, str(tmp_path / "ref"), "write")
     assert_bits_equal(stock_written, {**written, "fused": stock_written["fused"]})
 
@@ -688,11 +688,11 @@ def _fed_decay(cls):
     return {"values": values, "fused": fused_ops()}
 
 
-def test_decay_fed_each_step_like_tf1(mode):
+def test_decay_fed_each_step_like_tf1(graph_mode):
     """A decay placeholder fed a different value each step, capped by num_updates, gives TF1's bits."""
     stock, fast = twin(_fed_decay)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    assert_fast_path(stock, fast, FUSED_TYPE[mode])
+    assert_fast_path(stock, fast, FUSED_TYPE[graph_mode])
 
 
 # ---------------------------------------------------------------------------
@@ -737,7 +737,7 @@ def _imported(exported, scope, container=""):
 
 
 @pytest.mark.parametrize("scope", [None, "imported"], ids=["no-scope", "import-scope"])
-def test_imported_meta_graph_runs_the_ema_op_like_tf1(mode, scope):
+def test_imported_meta_graph_runs_the_ema_op_like_tf1(graph_mode, scope):
     """A MetaGraph exported after apply(), imported (also under an import scope) and run, updates like TF1's."""
     stock, fast = (_imported(e, scope) for e in twin(_exported))
     assert_bits_equal(stock, fast)
@@ -787,11 +787,11 @@ def _threads(cls):
     return {"values": values, "fused": fused_ops()}
 
 
-def test_two_threads_running_two_ema_ops_like_tf1(mode):
+def test_two_threads_running_two_ema_ops_like_tf1(graph_mode):
     """Two threads running two EMA ops that share a primary, 40 times each, end at TF1's values."""
     stock, fast = twin(_threads)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    assert_fast_path(stock, fast, FUSED_TYPE[mode], FUSED_TYPE[mode])
+    assert_fast_path(stock, fast, FUSED_TYPE[graph_mode], FUSED_TYPE[graph_mode])
 
 
 # ---------------------------------------------------------------------------
@@ -825,7 +825,7 @@ def _finalized(cls):
     return {"error": error, "global": names(v1.global_variables()), "averaged": names(v1.moving_average_variables())}
 
 
-def test_apply_on_a_finalized_graph_raises_like_tf1(mode):
+def test_apply_on_a_finalized_graph_raises_like_tf1(graph_mode):
     """apply() after the graph is finalized raises TF1's RuntimeError and leaves the same variables behind."""
     stock, fast = twin(_finalized)
     assert fast == stock
@@ -843,14 +843,14 @@ def test_running_the_update_uninitialized_raises_tf1s_error(mode_name, which):
 
 
 @pytest.mark.parametrize("which", ["primary", "shadow"])
-def test_running_the_update_uninitialized_raises_tf1s_error_class(mode, which):
+def test_running_the_update_uninitialized_raises_tf1s_error_class(graph_mode, which):
     """The error class, and the variable it names, are TF1's (tf.errors.FailedPreconditionError)."""
     stock, fast = twin(_uninitialized, which)
     assert fast["error"][0] == stock["error"][0] == "FailedPreconditionError"
     name = "w/ExponentialMovingAverage" if which == "shadow" else "w"
     for error in (stock["error"][1], fast["error"][1]):
         assert error.startswith(("Could not find variable %s." % name, "Attempting to use uninitialized value " + name))
-    assert_fast_path(stock, fast, FUSED_TYPE[mode])
+    assert_fast_path(stock, fast, FUSED_TYPE[graph_mode])
 
 
 # ---------------------------------------------------------------------------
@@ -880,7 +880,7 @@ def _on_gpu(cls):
     return {"values": out, "fused": fused_ops()}
 
 
-def test_gpu_placed_variables_average_like_tf1(mode):
+def test_gpu_placed_variables_average_like_tf1(graph_mode):
     """Shadows on a GPU (or soft-placed on the CPU) skip the fused op and still give TF1's bits."""
     stock, fast = twin(_on_gpu)
     assert_bits_equal(stock, {**fast, "fused": stock["fused"]})

@@ -268,41 +268,41 @@ def write_mnist(directory, train=5010, test=7, compress=True):
 
 
 @pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
+def indexed_mnist_dir(tmp_path_factory):
     """A directory with the four tiny MNIST idx .gz files."""
     directory = tmp_path_factory.mktemp("mnist")
     write_mnist(directory)
     return directory
 
 
-def test_read_data_sets_splits_off_5000_validation_images(mnist_dir):
+def test_read_data_sets_splits_off_5000_validation_images(indexed_mnist_dir):
     """The first 5000 training images become `validation`, the rest `train`; `test` is separate."""
-    data = input_data.read_data_sets(str(mnist_dir))
+    data = input_data.read_data_sets(str(indexed_mnist_dir))
     assert (data.train.num_examples, data.validation.num_examples, data.test.num_examples) == (10, 5000, 7)
     np.testing.assert_array_equal(data.validation.labels[:3], [0, 1, 2])
     np.testing.assert_array_equal(data.train.labels, np.arange(5000, 5010) % 10)
 
 
-def test_read_data_sets_scales_and_flattens_images(mnist_dir):
+def test_read_data_sets_scales_and_flattens_images(indexed_mnist_dir):
     """Images come as float32 rows of 784 scaled by 1/255, as in TF1."""
-    images = input_data.read_data_sets(str(mnist_dir)).validation.images
+    images = input_data.read_data_sets(str(indexed_mnist_dir)).validation.images
     assert images.shape == (5000, 784) and images.dtype == np.float32
     np.testing.assert_array_equal(images[3], np.float32(3) * (1.0 / 255.0))
-    raw = input_data.read_data_sets(str(mnist_dir), dtype="uint8", reshape=False).test.images
+    raw = input_data.read_data_sets(str(indexed_mnist_dir), dtype="uint8", reshape=False).test.images
     assert raw.shape == (7, 28, 28, 1) and raw.dtype == np.uint8
 
 
-def test_read_data_sets_one_hot_labels_are_float64_rows(mnist_dir):
+def test_read_data_sets_one_hot_labels_are_float64_rows(indexed_mnist_dir):
     """one_hot=True gives float64 rows of 10 with a single 1, TF1's dtype."""
-    labels = input_data.read_data_sets(str(mnist_dir), one_hot=True).test.labels
+    labels = input_data.read_data_sets(str(indexed_mnist_dir), one_hot=True).test.labels
     assert labels.shape == (7, 10) and labels.dtype == np.float64
     np.testing.assert_array_equal(labels.argmax(axis=1), np.arange(7) % 10)
     np.testing.assert_array_equal(labels.sum(axis=1), np.ones(7))
 
 
-def test_next_batch_without_shuffle_wraps_across_epochs(mnist_dir):
+def test_next_batch_without_shuffle_wraps_across_epochs(indexed_mnist_dir):
     """Unshuffled batches run in order and a batch crossing the end joins the next epoch's start."""
-    train = input_data.read_data_sets(str(mnist_dir)).train
+    train = input_data.read_data_sets(str(indexed_mnist_dir)).train
     _, first = train.next_batch(6, shuffle=False)
     _, second = train.next_batch(6, shuffle=False)
     np.testing.assert_array_equal(first, [0, 1, 2, 3, 4, 5])
@@ -310,11 +310,11 @@ def test_next_batch_without_shuffle_wraps_across_epochs(mnist_dir):
     assert train.epochs_completed == 1
 
 
-def test_next_batch_shuffles_each_epoch_reproducibly(mnist_dir):
+def test_next_batch_shuffles_each_epoch_reproducibly(indexed_mnist_dir):
     """With a seed, shuffled epochs are permutations of the data and repeat run to run."""
 
     def epochs(seed):
-        train = input_data.read_data_sets(str(mnist_dir), seed=seed).train
+        train = input_data.read_data_sets(str(indexed_mnist_dir), seed=seed).train
         return [train.next_batch(10)[1].tolist() for _ in range(3)]
 
     first = epochs(7)
@@ -341,12 +341,12 @@ def test_read_data_sets_says_where_to_put_missing_files(tmp_path):
     assert isinstance(caught.value, (FileNotFoundError, LegacyError))
 
 
-def test_read_data_sets_rejects_bad_input(mnist_dir, tmp_path):
+def test_read_data_sets_rejects_bad_input(indexed_mnist_dir, tmp_path):
     """A validation size out of range, an unknown dtype and a wrong magic number are refused."""
     with pytest.raises(ValueError, match="Validation size should be between 0 and 5010"):
-        input_data.read_data_sets(str(mnist_dir), validation_size=6000)
+        input_data.read_data_sets(str(indexed_mnist_dir), validation_size=6000)
     with pytest.raises(TypeError, match="expected uint8 or float32"):
-        input_data.read_data_sets(str(mnist_dir), dtype="float16")
+        input_data.read_data_sets(str(indexed_mnist_dir), dtype="float16")
     bad = write_idx(tmp_path, "bad.gz", 1234, (1,), [0])
     with pytest.raises(ValueError, match="Invalid magic number 1234"):
         input_data.extract_images(str(bad))

@@ -27,6 +27,7 @@ from fast_path_harness import (  # noqa: F401 - fixtures are looked up by name
     fused_update_expected,
     in_fresh_graph,
 )
+from harness import from_bits_record
 from tf1_ema import _update_op
 
 v1 = tf.compat.v1
@@ -36,8 +37,9 @@ TARGETS = np.linspace(2.0, -1.0, 12, dtype=np.float32).reshape(6, 2)
 SUBPROCESS_TIMEOUT_S = 600  # generous: the machine may be busy
 
 # Loads what the writer wrote, in a process where `import tf1_ema` fails, and
-# prints the averages' bits after resuming (one more update) or after four
-# updates from the initializer (a bare GraphDef has no variable values).
+# prints the averages' bits (as ``bits_record``s: dtype, shape, hex bytes) after
+# resuming (one more update) or after four updates from the initializer (a bare
+# GraphDef has no variable values).
 LOAD_PROGRAM = r"""
 import json, sys
 
@@ -56,10 +58,14 @@ spec = json.loads(sys.argv[1])
 out = {}
 
 
+def record(x):
+    return [x.dtype.name, list(x.shape), x.tobytes().hex()]  # harness.bits_record, without tests/ on the path
+
+
 def run(sess, updates):
     for _ in range(updates):
         sess.run(spec["train"])
-    return [sess.run(name).tobytes().hex() for name in spec["averages"]]
+    return [record(sess.run(name)) for name in spec["averages"]]
 
 
 for label, d in spec["dirs"].items():
@@ -79,7 +85,7 @@ for label, d in spec["dirs"].items():
             v1.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING], d + "/saved_model")
             out[label + ":saved_model"] = run(sess, 1)
         signature = tf.saved_model.load(d + "/saved_model").signatures["serving_default"]
-        out[label + ":serving"] = signature(x=tf.constant(%r))["y"].numpy().tobytes().hex()
+        out[label + ":serving"] = record(signature(x=tf.constant(%r))["y"].numpy())
     except Exception as e:  # pylint: disable=broad-except
         out[label] = "%%s: %%s" %% (type(e).__name__, str(e).splitlines()[0])
 assert "tf1_ema" not in sys.modules
@@ -114,7 +120,7 @@ def _write_training_program(cls, out_dir, dtype=tf.float32):
         v1.train.Saver().save(sess, os.path.join(out_dir, "ckpt", "model"))
         v1.saved_model.simple_save(sess, os.path.join(out_dir, "saved_model"), {"x": x}, {"y": y})
         sess.run(train)
-        resumed = [sess.run(a).tobytes().hex() for a in averages]
+        resumed = [sess.run(a) for a in averages]
     spec = {"train": train.name, "init": init.name, "averages": averages}
     return spec, resumed, fused_ops()
 
@@ -129,6 +135,13 @@ def _load_without_tf1_ema(spec, dirs, cwd):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _arrays(records):
+    """The arrays LOAD_PROGRAM printed: one ``bits_record``, or a list of them."""
+    if records and isinstance(records[0], str):
+        return from_bits_record(records)
+    return [from_bits_record(r) for r in records]
 
 
 @pytest.mark.slow
@@ -148,12 +161,13 @@ def test_written_graphs_load_and_train_on_without_tf1_ema(mode_name, tmp_path):
     assert fast_spec == spec
     loaded = _load_without_tf1_ema(spec, dirs, tmp_path)
     for fmt in ("graph_def", "meta", "saved_model", "serving"):
+        assert "stock:" + fmt in loaded, loaded.get("stock")
         assert "fast:" + fmt in loaded, loaded.get("fast")
-        assert_bits_equal(loaded["stock:" + fmt], loaded["fast:" + fmt])
+        assert_bits_equal(_arrays(loaded["stock:" + fmt]), _arrays(loaded["fast:" + fmt]), path=fmt)
     # Resuming from the .meta and the SavedModel gives the next update TF1 gives, and ours in-process.
     assert_bits_equal(stock_next, fast_next)
-    assert_bits_equal(stock_next, loaded["fast:meta"])
-    assert_bits_equal(stock_next, loaded["fast:saved_model"])
+    assert_bits_equal(stock_next, _arrays(loaded["fast:meta"]), path="meta")
+    assert_bits_equal(stock_next, _arrays(loaded["fast:saved_model"]), path="saved_model")
 
 
 def test_written_graph_def_has_only_stock_ops_and_the_train_op_name():

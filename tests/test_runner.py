@@ -111,7 +111,7 @@ def write_tiny_mnist(directory, train=5500, test=50):
 
 
 @pytest.fixture(scope="module")
-def mnist_dir(tmp_path_factory):
+def learnable_mnist_dir(tmp_path_factory):
     """A directory holding tiny MNIST files for the input_data example."""
     directory = tmp_path_factory.mktemp("mnist")
     write_tiny_mnist(directory)
@@ -119,13 +119,13 @@ def mnist_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def example_run(mnist_dir):
+def example_run(learnable_mnist_dir):
     """Runs an example in a mode through the CLI once per module; returns the process."""
     cache = {}
 
     def run(example, mode):
         if (example, mode) not in cache:
-            args = ["--data_dir", mnist_dir] if example == "mnist_input_data.py" else []
+            args = ["--data_dir", learnable_mnist_dir] if example == "mnist_input_data.py" else []
             cache[example, mode] = tf1_ema("run", *MODES[mode], EXAMPLES / example, *args)
         return cache[example, mode]
 

@@ -2,8 +2,8 @@
 
 The custom op is compiled once per test session into a temporary cache (the
 ``library`` fixture); tests of the graph fallback switch it off. Every value
-check compares raw bits (``view`` as unsigned integers), so a changed rounding,
-a flushed denormal or a lost negative zero fails. The single exception is
+check compares raw bits (the suite's bit rule, ``harness.assert_bits_equal``),
+so a changed rounding, a flushed denormal or a lost negative zero fails. The single exception is
 pinned by its own test: stock TensorFlow gives a bfloat16 NaN the sign bit of
 the float32 NaN only in the scalar tail of its vectorized loops, so bfloat16
 NaNs are compared by position.
@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from harness import assert_bits_equal
 from tf1_ema import _update_op
 
 v1 = tf.compat.v1
 
 DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 SHAPES = ((), (0,), (1,), (7,), (27,), (5, 7), (1031,), (4, 0, 3))
-UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 SUBPROCESS_TIMEOUT_S = 600  # generous: a busy 2-core machine must not fail a test
 
 
@@ -93,15 +93,8 @@ def random_data(rng, dtype, shape, special_fraction=0.25) -> np.ndarray:
 
 
 def assert_same_bits(ours, stock):
-    """Asserts equal bits; bfloat16 NaNs only need to be NaN in the same places (see the module docstring)."""
-    ours, stock = np.asarray(ours), np.asarray(stock)
-    assert ours.dtype == stock.dtype and ours.shape == stock.shape
-    a, b = ours.view(UINT[ours.itemsize]), stock.view(UINT[stock.itemsize])
-    if ours.dtype == ml_dtypes.bfloat16:
-        nan_a, nan_b = np.isnan(ours.astype(np.float32)), np.isnan(stock.astype(np.float32))
-        np.testing.assert_array_equal(nan_a, nan_b)
-        a, b = a[~nan_a], b[~nan_b]
-    np.testing.assert_array_equal(a, b)
+    """Asserts equal bits under the suite's bit rule; bfloat16 NaNs only need to be NaN in the same places."""
+    assert_bits_equal(np.asarray(stock), np.asarray(ours), nans_by_position=("bfloat16",))
 
 
 def op_types(graph, prefix="fused_update"):

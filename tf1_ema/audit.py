@@ -240,7 +240,7 @@ def audit_checkpoint(
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
     if restore_map is None:
-        shadows = list(ema._averages.values())  # pylint: disable=protected-access
+        shadows = list(ema.averages.values())
         graph = shadows[0].graph if shadows else tf.compat.v1.get_default_graph()
         with graph.as_default():
             restore_map = ema.variables_to_restore(averaged_only=averaged_only)

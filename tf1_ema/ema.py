@@ -15,7 +15,10 @@ this module is tested against. Every TF1 quirk kept on purpose is marked with a
 
 Beyond TF1, keyword-only constructor arguments opt in to float32 shadows for
 low-precision variables, decay schedules (start step, update period with decay
-compensation, power warm-up, half-life) and per-variable rules.
+compensation, power warm-up, half-life) and per-variable rules. They are
+checked into one frozen value by ``tf1_ema.options`` (which also holds the
+rule matching and the schedule tensors); this module stores that value and
+builds the update ops that use it.
 
 In a TF1 graph ``apply()`` builds its shadows and updates faster than TF1 does
 (``tf1_ema._build``: the same variables, names and initial values with fewer
@@ -27,26 +30,21 @@ always get that graph.
 
 from __future__ import annotations
 
-import dataclasses
-import numbers
-import re
-from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import types
 
 import tensorflow as tf
 
 from tf1_ema import _build
-from tf1_ema import _math
 from tf1_ema import _tf_internal
 from tf1_ema import _update_op
+from tf1_ema import options as _options
+from tf1_ema.options import COPY, SHADOW_DTYPES, SKIP, Gates, Options, Policy  # noqa: F401 (SHADOW_DTYPES: re-exported)
 
 _v1 = tf.compat.v1
 
 FLOAT_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64)
-SHADOW_DTYPES = (tf.float32, tf.float64)
-
-# The non-decay actions of a rule.
-COPY = "copy"
-SKIP = "skip"
 _VARIABLE_OP_TYPES = _build.VARIABLE_OP_TYPES
 # Marks a decay that was not given (None is a value TF1 accepts until apply()).
 _MISSING = object()
@@ -171,7 +169,7 @@ def _unique_in_scope(name: str) -> str:
     return name + "_%d" % idx
 
 
-def _zero_debias(strategy, unbiased_var, value, one_minus_decay, opt_in: bool = False, gates: Optional["_Gates"] = None):
+def _zero_debias(strategy, unbiased_var, value, one_minus_decay, opt_in: bool = False, gates: Optional[Gates] = None):
     """Assigns the zero-debiased average of ``value`` to ``unbiased_var``.
 
     biased     <- biased - (biased - value) * one_minus_decay
@@ -238,24 +236,6 @@ def _zero_debias(strategy, unbiased_var, value, one_minus_decay, opt_in: bool = 
 # ---------------------------------------------------------------------------
 
 
-class _Gates(NamedTuple):
-    """The schedule's per-run switches, scalar bool tensors.
-
-    update_now: the moving-average step happens (else the shadow is held).
-    copy_now: the shadow becomes the value (None when there is no start_step).
-    """
-
-    update_now: tf.Tensor
-    copy_now: Optional[tf.Tensor]
-
-    def select(self, average, shadow, value):
-        """value where copy_now, else average where update_now, else shadow (all in the shadow's dtype)."""
-        new_shadow = tf.where(self.update_now, average, shadow)
-        if self.copy_now is not None:
-            new_shadow = tf.where(self.copy_now, value, new_shadow)
-        return new_shadow
-
-
 def _here() -> Optional[str]:
     """An op name equal to the current name scope (as TF1's ``name=scope``), or None outside any scope.
 
@@ -273,7 +253,7 @@ def _cast_to_dtype_of(value, shadow):
     return tf.cast(value, shadow.dtype.base_dtype)
 
 
-def _assign_scheduled_average(variable, value, decay, zero_debias: bool, gates: Optional[_Gates], name=None):
+def _assign_scheduled_average(variable, value, decay, zero_debias: bool, gates: Optional[Gates], name=None):
     """``assign_moving_average`` for the opt-in features: a wider shadow, the schedule's gates.
 
         one_minus_decay = cast(1 - decay, shadow dtype)                  # float32 first, as in TF1
@@ -396,191 +376,6 @@ def _shadow_of_tensor(tensor, name: str, dtype=None):
 
 
 # ---------------------------------------------------------------------------
-# Opt-in configuration: validation, rules, per-variable policies
-# ---------------------------------------------------------------------------
-
-AVERAGE = "average"
-
-
-def _is_number(x) -> bool:
-    """A real Python/NumPy number, bools excluded."""
-    return isinstance(x, numbers.Real) and not isinstance(x, bool)
-
-
-def _is_integer(x) -> bool:
-    """A Python/NumPy integer, bools excluded."""
-    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
-
-
-def _check_shadow_dtype(shadow_dtype):
-    """``shadow_dtype`` as a ``tf.DType`` (float32 or float64), or None."""
-    if shadow_dtype is None:
-        return None
-    try:
-        dtype = tf.as_dtype(shadow_dtype)
-    except TypeError:
-        dtype = None
-    if dtype not in SHADOW_DTYPES:
-        raise ValueError(
-            "shadow_dtype=%r: shadows can be kept in tf.float32 or tf.float64 only; "
-            "pass shadow_dtype=tf.float32 to average float16/bfloat16 variables in float32" % (shadow_dtype,)
-        )
-    return dtype
-
-
-def _check_count(name: str, value, minimum: int) -> Optional[int]:
-    """``value`` as an int >= ``minimum``, or None."""
-    if value is None:
-        return None
-    if not _is_integer(value):
-        raise TypeError("%s=%r: expected a Python int (a number of steps)" % (name, value))
-    if value < minimum:
-        raise ValueError("%s=%r: must be >= %d" % (name, value, minimum))
-    return int(value)
-
-
-def _check_positive(name: str, value) -> float:
-    """``value`` as a finite float > 0."""
-    if not _is_number(value):
-        raise TypeError("%s=%r: expected a Python float" % (name, value))
-    if not 0.0 < float(value) < float("inf"):
-        raise ValueError("%s=%r: must be > 0 and finite" % (name, value))
-    return float(value)
-
-
-def _check_decay_value(what: str, value) -> float:
-    """A Python-number decay, checked to lie in [0, 1]."""
-    if not 0.0 <= float(value) <= 1.0:
-        raise ValueError("%s=%r: a decay must lie in [0, 1]" % (what, value))
-    return float(value)
-
-
-def _decay_from_half_life(half_life) -> float:
-    """The decay 0.5 ** (1 / half_life) of a half-life given in steps."""
-    if not _is_number(half_life):
-        raise TypeError(
-            "half_life=%r: expected a Python number of steps; for a decay held in a tensor pass decay= instead"
-            % (half_life,)
-        )
-    try:
-        return _math.decay_from_half_life(half_life)
-    except ValueError:
-        raise ValueError(
-            "half_life=%r: a half-life must be > 0 steps (the number of updates after which a value's "
-            "weight in the average has halved; half_life=693 is decay 0.999)" % (half_life,)
-        ) from None
-
-
-@dataclasses.dataclass(frozen=True)
-class _Rule:
-    """One entry of the ``rules`` argument, checked: the first match decides a variable's ``action``.
-
-    target: as given: a regex (``re.search`` on the name), a scope (a string
-      ending in ``/``: the name starts with it), or a predicate callable(var) -> bool.
-    action: a decay (float in [0, 1], or a scalar float32 tensor), ``"copy"`` or ``"skip"``.
-    """
-
-    index: int
-    target: Any
-    action: Any
-    matches: Callable[[Any, str], bool]
-
-    def __str__(self) -> str:
-        return "rules[%d] (%r, %r)" % (self.index, self.target, self.action)
-
-
-def _rule_matcher(index: int, target) -> Callable[[Any, str], bool]:
-    """The ``matches(var, name)`` function of a rule's target."""
-    if isinstance(target, str):
-        if target.endswith("/"):
-            return lambda var, name: name.startswith(target)
-        try:
-            pattern = re.compile(target)
-        except re.error as e:
-            raise ValueError("rules[%d]: %r is not a valid regular expression (%s)" % (index, target, e)) from None
-        return lambda var, name: pattern.search(name) is not None
-    if callable(target):
-        return lambda var, name: bool(target(var))
-    raise TypeError(
-        "rules[%d]: the target %r must be a regex string (searched in the variable's name), a scope "
-        "string ending in '/', or a callable(var) -> bool (e.g. lambda v: v is my_var)" % (index, target)
-    )
-
-
-def _rule_action(index: int, action):
-    """A rule's action, checked: a decay, ``"copy"`` or ``"skip"``."""
-    if isinstance(action, str):
-        if action not in (COPY, SKIP):
-            raise ValueError(
-                "rules[%d]: unknown action %r; an action is a decay (a float in [0, 1]), %r (the shadow "
-                "tracks the raw value) or %r (no shadow)" % (index, action, COPY, SKIP)
-            )
-        return action
-    if _is_number(action):
-        return _check_decay_value("rules[%d] decay" % index, action)
-    if isinstance(action, (tf.Tensor, tf.Variable)):
-        return action
-    raise TypeError(
-        "rules[%d]: unknown action %r; an action is a decay (a float in [0, 1]), %r or %r" % (index, action, COPY, SKIP)
-    )
-
-
-def _parse_rules(rules) -> Tuple[_Rule, ...]:
-    """The checked rules: from a sequence of (target, action) pairs, or a dict in insertion order."""
-    if rules is None:
-        return ()
-    if isinstance(rules, Mapping):
-        items = list(rules.items())
-    elif isinstance(rules, (str, bytes)) or not isinstance(rules, Iterable):
-        raise TypeError("rules=%r: expected a list of (target, action) pairs or a dict {target: action}" % (rules,))
-    else:
-        items = list(rules)
-    parsed = []
-    for index, item in enumerate(items):
-        if not isinstance(item, (tuple, list)) or len(item) != 2:
-            raise TypeError("rules[%d]=%r: expected a (target, action) pair" % (index, item))
-        target, action = item
-        parsed.append(_Rule(index, target, _rule_action(index, action), _rule_matcher(index, target)))
-    return tuple(parsed)
-
-
-def _rule_name(var) -> str:
-    """The name rules match: the op name a shadow's name is built from (no replica suffix, no ``:0``)."""
-    if isinstance(var, tf.Variable):
-        return _tf_internal.shared_name(var)
-    return var.op.name
-
-
-@dataclasses.dataclass(frozen=True)
-class _Policy:
-    """How ``apply()`` treats one variable, resolved from the constructor's arguments.
-
-    action: ``"average"``, ``"copy"`` (shadow = value at every update) or ``"skip"`` (no shadow).
-    decay: the decay before schedules, the constructor's or the rule's (None unless averaging).
-    shadow_dtype: the shadow's dtype (None when skipped).
-    rule: the index in ``rules`` of the rule that decided, or None when none matched.
-    """
-
-    action: str
-    decay: Any
-    shadow_dtype: Optional[tf.DType]
-    rule: Optional[int]
-
-
-class _Schedule(NamedTuple):
-    """The step-dependent tensors of the schedules, built once per ``apply()``.
-
-    gates: the update/copy switches (None without start_step and update_every).
-    steps_per_update: k of decay ** k as float64 (None without update_every).
-    warmup_step: max(step - start_step, 0) as float64 (None without power warm-up).
-    """
-
-    gates: Optional[_Gates]
-    steps_per_update: Optional[tf.Tensor]
-    warmup_step: Optional[tf.Tensor]
-
-
-# ---------------------------------------------------------------------------
 # The class
 # ---------------------------------------------------------------------------
 
@@ -623,15 +418,14 @@ class ExponentialMovingAverage:
     from ``step`` (else ``num_updates``) when the op runs; under the usual
     ``tf.control_dependencies([train_op])`` the first update sees step 1.
 
-    Private state, read by ``tf1_ema.swap``, ``audit`` and ``introspect``:
-    ``_averages`` ({var.ref(): shadow}, skipped variables absent), ``_decay``
-    (the decay, also when given as ``half_life``), ``_num_updates``,
-    ``_zero_debias``, ``name``, and ``_policy(var)``, a frozen ``_Policy``
-    (action ``"average"``/``"copy"``/``"skip"``, the variable's ``decay``
-    before schedules, its ``shadow_dtype``, the deciding ``rule`` index),
-    resolved from the rules for any variable, applied or not. The schedule
-    arguments are kept as ``_step``, ``_start_step``, ``_update_every``,
-    ``_inv_gamma``, ``_power``, ``_min_decay``, and ``_shadow_dtype``.
+    Read-only state, beyond TF1, for ``tf1_ema.swap``, ``audit`` and
+    ``introspect``: ``averages`` ({var.ref(): shadow}, skipped variables
+    absent), ``decay`` (also when given as ``half_life``), ``num_updates``,
+    ``options`` (the checked beyond-TF1 arguments, one frozen
+    ``tf1_ema.options.Options``) and ``policy(var)``, a frozen
+    ``tf1_ema.options.Policy`` (action ``"average"``/``"copy"``/``"skip"``,
+    the variable's ``decay`` before schedules, its ``shadow_dtype``, the
+    deciding ``rule`` index), resolved for any variable, applied or not.
 
     Args:
       decay: float or scalar float32 tensor/variable, the decay rate. Give
@@ -687,7 +481,7 @@ class ExponentialMovingAverage:
                 raise ValueError(
                     "decay=%r and half_life=%r both set the decay; pass only one of them" % (decay, half_life)
                 )
-            decay = _decay_from_half_life(half_life)
+            decay = _options.decay_from_half_life(half_life)
         elif decay is _MISSING:
             # TF1 parity: decay is a required argument; Python's own message.
             raise TypeError("ExponentialMovingAverage.__init__() missing 1 required positional argument: 'decay'")
@@ -699,150 +493,55 @@ class ExponentialMovingAverage:
         self._zero_debias = zero_debias
         self._name = name
         self._averages: Dict[Any, tf.Variable] = {}
-        # Beyond TF1 (all None or empty by default).
-        self._half_life = half_life
-        self._shadow_dtype = _check_shadow_dtype(shadow_dtype)
-        self._step = step
-        self._start_step = _check_count("start_step", start_step, minimum=0)
-        self._update_every = _check_count("update_every", update_every, minimum=1)
-        if (inv_gamma is None) != (power is None):
-            raise ValueError(
-                "inv_gamma=%r, power=%r: the power warm-up needs both (inv_gamma=1.0, power=2/3 is a common "
-                "choice for long runs, power=3/4 for short ones)" % (inv_gamma, power)
-            )
-        self._inv_gamma = None if inv_gamma is None else _check_positive("inv_gamma", inv_gamma)
-        self._power = None if power is None else _check_positive("power", power)
-        self._rules = _parse_rules(rules)
-        self._min_decay = None if min_decay is None else self._check_min_decay(min_decay)
-        self._check_step()
-        self._policies: Dict[Any, _Policy] = {}
-
-    def _check_min_decay(self, min_decay) -> float:
-        """``min_decay`` checked against the decays it floors."""
-        if not _is_number(min_decay):
-            raise TypeError("min_decay=%r: expected a Python float" % (min_decay,))
-        min_decay = _check_decay_value("min_decay", min_decay)
-        if self._num_updates is None and self._inv_gamma is None:
-            raise ValueError(
-                "min_decay=%r floors a warmed-up decay, but there is no warm-up: pass inv_gamma= and power= "
-                "(or num_updates=), or drop min_decay" % (min_decay,)
-            )
-        if _is_number(self._decay) and min_decay > float(self._decay):
-            raise ValueError(
-                "min_decay=%r is above decay=%r: the floor must not exceed the decay; lower min_decay"
-                % (min_decay, self._decay)
-            )
-        for rule in self._rules:
-            if _is_number(rule.action) and min_decay > rule.action:
-                raise ValueError(
-                    "min_decay=%r is above the decay of %s: the floor must not exceed any decay" % (min_decay, rule)
-                )
-        return min_decay
-
-    def _check_step(self) -> None:
-        """The schedules that read a step have one, and a given ``step`` is read."""
-        readers = [
-            arg
-            for arg, value in (
-                ("start_step", self._start_step),
-                ("update_every", self._update_every),
-                ("inv_gamma/power", self._inv_gamma),
-            )
-            if value is not None
-        ]
-        if readers and self._step is None and self._num_updates is None:
-            raise ValueError(
-                "%s need(s) a step counter: pass step=tf.compat.v1.train.get_or_create_global_step() "
-                "(or num_updates=, which also turns on TF1's warm-up)" % " and ".join(readers)
-            )
-        if self._step is not None and not readers:
-            raise ValueError(
-                "step= is read only by start_step=, update_every= and the power warm-up (inv_gamma=, power=); "
-                "for TF1's warm-up pass the counter as num_updates= instead"
-            )
-        if isinstance(self._step, (bool, float)):
-            raise TypeError("step=%r: expected an integer tensor or variable (e.g. the global step)" % (self._step,))
-
-    @property
-    def _reads_step(self) -> bool:
-        """Whether a schedule reads the step counter (start_step, update_every, power warm-up)."""
-        return any(v is not None for v in (self._start_step, self._update_every, self._inv_gamma))
+        # Beyond TF1: one checked value, all None or empty by default (tf1_ema.options).
+        self._options = _options.options_from_arguments(
+            decay,
+            num_updates,
+            shadow_dtype=shadow_dtype,
+            half_life=half_life,
+            step=step,
+            start_step=start_step,
+            update_every=update_every,
+            inv_gamma=inv_gamma,
+            power=power,
+            min_decay=min_decay,
+            rules=rules,
+        )
+        self._policies: Dict[Any, Policy] = {}  # {var.ref(): policy} of every variable apply() saw
 
     @property
     def name(self) -> str:
         """The name of this ExponentialMovingAverage object."""
         return self._name
 
-    def _policy(self, var) -> _Policy:
-        """How ``apply()`` treats (or treated) ``var``; see ``_Policy``."""
+    @property
+    def options(self) -> Options:
+        """The beyond-TF1 options this object was built with: a frozen ``tf1_ema.options.Options``."""
+        return self._options
+
+    @property
+    def averages(self) -> Mapping[Any, tf.Variable]:
+        """A read-only view of ``{var.ref(): shadow}``, one entry per averaged variable or tensor (skipped ones absent)."""
+        return types.MappingProxyType(self._averages)
+
+    @property
+    def decay(self):
+        """The decay as given (a float, a tensor or variable; the decay of ``half_life`` when given so)."""
+        return self._decay
+
+    @property
+    def num_updates(self):
+        """The ``num_updates`` counter as given, or None."""
+        return self._num_updates
+
+    def policy(self, var) -> Policy:
+        """How ``apply()`` treats (or treated) ``var``: a frozen ``tf1_ema.options.Policy``."""
         policy = self._policies.get(var.ref())
         if policy is not None:
             return policy
-        name = _rule_name(var)
-        rule = next((r for r in self._rules if r.matches(var, name)), None)
-        action = self._decay if rule is None else rule.action
-        index = None if rule is None else rule.index
-        if isinstance(action, str) and action == SKIP:
-            return _Policy(SKIP, None, None, index)
-        dtype = var.dtype.base_dtype
-        if self._shadow_dtype is not None and dtype.is_floating and dtype.size < self._shadow_dtype.size:
-            dtype = self._shadow_dtype
-        if isinstance(action, str) and action == COPY:
-            return _Policy(COPY, None, dtype, index)
-        return _Policy(AVERAGE, action, dtype, index)
+        return self._options.policy(var, self._decay)
 
-    def _check_rule_targets(self, var_list: List, policies: List[_Policy]) -> None:
-        """Raises if a rule decides for none of the variables this object has seen."""
-        decided = {p.rule for p in policies} | {p.rule for p in self._policies.values()}
-        unused = [r for r in self._rules if r.index not in decided]
-        if unused:
-            names = sorted({_rule_name(v) for v in var_list})
-            raise ValueError(
-                "%s matches none of the %d variables given to apply() (or an earlier rule takes all it "
-                "matches): fix the target (a string is a regex searched in the op name, a string ending "
-                "in '/' a scope) or remove the rule. Names: %s"
-                % (unused[0], len(names), ", ".join(names[:10]) + (", ..." if len(names) > 10 else ""))
-            )
-
-    def _schedule(self) -> _Schedule:
-        """Builds the step-dependent tensors of the schedules (under ``<name>/schedule``)."""
-        with _v1.name_scope("schedule"):
-            counter = self._num_updates if self._step is None else self._step
-            step = tf.identity(tf.cast(counter, tf.int64), name="step")
-            start = 0 if self._start_step is None else self._start_step
-            copy_now = None
-            if self._start_step is not None:
-                copy_now = tf.less(step, self._start_step, name="copy_now")
-            gates = None
-            if self._update_every is not None:
-                update_now = tf.equal(tf.math.floormod(step, self._update_every), 0)
-                if copy_now is not None:
-                    update_now = tf.logical_and(tf.logical_not(copy_now), update_now)
-                gates = _Gates(tf.identity(update_now, name="update_now"), copy_now)
-            elif copy_now is not None:
-                gates = _Gates(tf.logical_not(copy_now, name="update_now"), copy_now)
-            steps_per_update = None
-            if self._update_every is not None:
-                # _math.steps_per_update: min(update_every, s - start_step + 1), at least 1.
-                k = tf.clip_by_value(step - start + 1, 1, self._update_every)
-                steps_per_update = tf.cast(k, tf.float64, name="steps_per_update")
-            warmup_step = None
-            if self._inv_gamma is not None:
-                warmup_step = tf.cast(tf.maximum(step - start, 0), tf.float64, name="warmup_step")
-            return _Schedule(gates, steps_per_update, warmup_step)
-
-    def _scheduled_decay(self, decay, schedule: Optional[_Schedule]):
-        """The schedules applied to a float32 decay tensor (already TF1-warmed), as ``_math.scheduled_decay``."""
-        if self._inv_gamma is not None:
-            # Precision: the pow in float64, rounded once (see _math.power_warmup_decay).
-            term = 1.0 - tf.pow(1.0 + schedule.warmup_step / self._inv_gamma, -self._power)
-            floor = 0.0 if self._min_decay is None else self._min_decay
-            decay = tf.maximum(tf.minimum(tf.cast(term, tf.float32), decay), floor)
-        elif self._min_decay is not None:
-            decay = tf.maximum(decay, self._min_decay)
-        if self._update_every is not None:
-            decay = tf.cast(tf.pow(tf.cast(decay, tf.float64), schedule.steps_per_update), tf.float32)
-        return decay
+    _policy = policy  # the name tests and earlier versions use
 
     def apply(self, var_list: Optional[Iterable] = None):
         """Creates shadows for the variables in ``var_list`` and returns their update op.
@@ -885,11 +584,11 @@ class ExponentialMovingAverage:
                     " tensors when eager execution is enabled."
                 )
         rule_policies = None
-        if self._rules:
+        if self._options.rules:
             # All rules are resolved before any shadow exists, so that a rule
             # deciding for no variable raises with the graph untouched.
             rule_policies = [self._policy(var) for var in var_list]
-            self._check_rule_targets(var_list, rule_policies)
+            self._options.check_rule_targets(var_list, rule_policies + list(self._policies.values()))
         fast = _fast_graph()
         new, bad = {}, None  # {var.ref(): (var, policy)} of the shadows to create; the first bad variable
         for i, var in enumerate(var_list):
@@ -913,11 +612,12 @@ class ExponentialMovingAverage:
                 num_updates = tf.cast(self._num_updates, tf.float32, name="num_updates")
                 warmup_ratio = (1.0 + num_updates) / (10.0 + num_updates)
                 decay = tf.minimum(decay, warmup_ratio)
-            schedule = self._schedule() if self._reads_step else None
-            gates = None if schedule is None else schedule.gates
+            schedule = self._options.schedule
+            schedule_tensors = schedule.tensors(self._num_updates) if schedule.reads_step else None
+            gates = None if schedule_tensors is None else schedule_tensors.gates
             decays = {}  # rule index (None: no rule) -> the scheduled decay tensor
 
-            def decay_of(policy: _Policy):
+            def decay_of(policy: Policy):
                 if policy.rule not in decays:
                     if policy.rule is None:
                         decay_t = decay
@@ -925,7 +625,7 @@ class ExponentialMovingAverage:
                         decay_t = tf.convert_to_tensor(policy.decay, tf.float32, name="rule%d_decay" % policy.rule)
                         if warmup_ratio is not None:
                             decay_t = tf.minimum(decay_t, warmup_ratio)
-                    decays[policy.rule] = self._scheduled_decay(decay_t, schedule)
+                    decays[policy.rule] = schedule.decay(decay_t, schedule_tensors)
                 return decays[policy.rule]
 
             updates = []
@@ -976,7 +676,7 @@ class ExponentialMovingAverage:
                 raise mixed_graphs
             return tf.group(*updates, name=scope)
 
-    def _create_shadows(self, new: List[Tuple[Any, _Policy]], fast: bool) -> set:
+    def _create_shadows(self, new: List[Tuple[Any, Policy]], fast: bool) -> set:
         """Creates and records the shadows of ``new`` ((primary, policy) pairs), in order.
 
         Returns:
@@ -1069,7 +769,7 @@ class ExponentialMovingAverage:
             else:
                 moving_avg_variables = _v1.trainable_variables()
                 moving_avg_variables += _v1.moving_average_variables()
-        if self._rules:
+        if self._options.rules:
             moving_avg_variables = [v for v in moving_avg_variables if self._policy(v).action != SKIP]
         # TF1 parity: iterate a set of references, as the reference does, so
         # that the dict comes out in the same order.

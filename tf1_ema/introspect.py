@@ -26,9 +26,6 @@ import numpy as np
 
 from tf1_ema import _math
 
-_SCHEDULE_ARGS = ("start_step", "update_every", "inv_gamma", "power", "min_decay")
-
-
 # ---------------------------------------------------------------------------
 # The description
 # ---------------------------------------------------------------------------
@@ -264,11 +261,8 @@ def _eager_value(value) -> Optional[float]:
 
 
 def _policy(ema, var):
-    """``(action, decay)`` of ``var``: from ``ema._policy`` when the class has rules, else averaged with ``_decay``."""
-    policy_of = getattr(ema, "_policy", None)
-    if policy_of is None:
-        return "average", ema._decay, None  # pylint: disable=protected-access
-    policy = policy_of(var)
+    """``(action, decay, rule index)`` of ``var``, from ``ema.policy(var)``."""
+    policy = ema.policy(var)
     return policy.action, policy.decay, policy.rule
 
 
@@ -276,7 +270,7 @@ def _debiased_shadows(ema) -> List[Tuple[Any, Any]]:
     """``(shadow, local_step variable)`` for each zero-debiased shadow, found by TF1's names."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    shadows = list(ema._averages.values())  # pylint: disable=protected-access
+    shadows = list(ema.averages.values())
     if not shadows or tf.executing_eagerly():
         return []
     by_name = {v.op.name: v for v in shadows[0].graph.get_collection(tf.compat.v1.GraphKeys.GLOBAL_VARIABLES)}
@@ -306,18 +300,18 @@ def describe(ema, sess=None, step: Optional[float] = None) -> Description:
       A ``Description``; ``print`` it or call ``.as_dict()``.
     """
     values = _Values(sess)
-    rules = tuple(getattr(ema, "_rules", ()))
-    schedule = {k: getattr(ema, "_" + k, None) for k in _SCHEDULE_ARGS}
+    rules = ema.options.rules
+    schedule = ema.options.schedule.as_kwargs()
     scheduled = any(v is not None for v in schedule.values())
-    counter = getattr(ema, "_step", None)
+    counter = ema.options.schedule.step
     if counter is None:
-        counter = ema._num_updates  # pylint: disable=protected-access
-    values.want("decay", ema._decay)  # pylint: disable=protected-access
+        counter = ema.num_updates
+    values.want("decay", ema.decay)
     if step is not None:
-        values.want("num_updates", None if ema._num_updates is None else step)  # pylint: disable=protected-access
+        values.want("num_updates", None if ema.num_updates is None else step)
         values.want("step", step if scheduled else None)
     else:
-        values.want("num_updates", ema._num_updates)  # pylint: disable=protected-access
+        values.want("num_updates", ema.num_updates)
         values.want("step", counter if scheduled else None)
     for rule in rules:
         if not isinstance(rule.action, str):
@@ -353,7 +347,7 @@ def describe(ema, sess=None, step: Optional[float] = None) -> Description:
     # Count the averaged variables per decay (None: the constructor's) and the copies.
     per_rule: Dict[Optional[int], int] = {}
     copies = 0
-    for ref in ema._averages:  # pylint: disable=protected-access
+    for ref in ema.averages:
         action, _, rule = _policy(ema, ref.deref())
         if action == "copy":
             copies += 1
@@ -372,7 +366,7 @@ def describe(ema, sess=None, step: Optional[float] = None) -> Description:
     decays = list(by_rule.values())
 
     debias = []
-    owner = {s.ref(): r.deref() for r, s in ema._averages.items()}  # pylint: disable=protected-access
+    owner = {s.ref(): r.deref() for r, s in ema.averages.items()}
     for i, (shadow, _) in enumerate(debiased):
         local_step = values.get("local_step%d" % i)
         _, _, rule = _policy(ema, owner[shadow.ref()])
@@ -391,7 +385,7 @@ def describe(ema, sess=None, step: Optional[float] = None) -> Description:
         decays=tuple(decays),
         copies=copies,
         debias=tuple(debias),
-        averages=len(ema._averages),  # pylint: disable=protected-access
+        averages=len(ema.averages),
         notes=tuple(notes),
     )
 
@@ -430,7 +424,7 @@ def lag_tensors(ema, var_list: Optional[Sequence] = None) -> Dict[str, Any]:
     """
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    averages = ema._averages  # pylint: disable=protected-access
+    averages = ema.averages
     if not averages:
         raise RuntimeError(
             "ExponentialMovingAverage %r has no moving averages yet: call ema.apply(var_list) first." % ema.name

@@ -101,7 +101,7 @@ def _pairs(ema, var_list: Optional[Sequence] = None, graph: Optional[tf.Graph] =
       ValueError: if a variable has no shadow in ``ema``, if ``var_list`` is
         empty, or if a variable is not in ``graph``.
     """
-    if not ema._averages:  # pylint: disable=protected-access
+    if not ema.averages:
         raise RuntimeError(
             "ExponentialMovingAverage %r has no moving averages yet: call ema.apply(var_list) "
             "first, then swap or copy the averages." % ema.name
@@ -109,7 +109,7 @@ def _pairs(ema, var_list: Optional[Sequence] = None, graph: Optional[tf.Graph] =
     if var_list is None:
         pairs = [
             (ref.deref(), shadow)
-            for ref, shadow in ema._averages.items()  # pylint: disable=protected-access
+            for ref, shadow in ema.averages.items()
             if isinstance(ref.deref(), tf.Variable)
         ]
         if graph is not None:
@@ -133,7 +133,7 @@ def _pairs(ema, var_list: Optional[Sequence] = None, graph: Optional[tf.Graph] =
             )
         shadow = ema.average(var)
         if shadow is None:
-            averaged = sorted(_op_name(r.deref()) for r in ema._averages)  # pylint: disable=protected-access
+            averaged = sorted(_op_name(r.deref()) for r in ema.averages)
             raise ValueError(
                 "Variable %r has no moving average in ExponentialMovingAverage %r; it averages %s. "
                 "Include it in ema.apply(...) or leave it out of var_list."

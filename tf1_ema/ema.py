@@ -30,9 +30,8 @@ always get that graph.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
-
 import types
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import tensorflow as tf
 
@@ -232,7 +231,7 @@ def _zero_debias(strategy, unbiased_var, value, one_minus_decay, opt_in: bool = 
 
 
 # ---------------------------------------------------------------------------
-# Opt-in updates: float32 shadows, scheduled updates, copies
+# Beyond TF1: the updates tf1_ema.options calls for (wider shadows, schedule gates, copies)
 # ---------------------------------------------------------------------------
 
 
@@ -514,35 +513,6 @@ class ExponentialMovingAverage:
         """The name of this ExponentialMovingAverage object."""
         return self._name
 
-    @property
-    def options(self) -> Options:
-        """The beyond-TF1 options this object was built with: a frozen ``tf1_ema.options.Options``."""
-        return self._options
-
-    @property
-    def averages(self) -> Mapping[Any, tf.Variable]:
-        """A read-only view of ``{var.ref(): shadow}``, one entry per averaged variable or tensor (skipped ones absent)."""
-        return types.MappingProxyType(self._averages)
-
-    @property
-    def decay(self):
-        """The decay as given (a float, a tensor or variable; the decay of ``half_life`` when given so)."""
-        return self._decay
-
-    @property
-    def num_updates(self):
-        """The ``num_updates`` counter as given, or None."""
-        return self._num_updates
-
-    def policy(self, var) -> Policy:
-        """How ``apply()`` treats (or treated) ``var``: a frozen ``tf1_ema.options.Policy``."""
-        policy = self._policies.get(var.ref())
-        if policy is not None:
-            return policy
-        return self._options.policy(var, self._decay)
-
-    _policy = policy  # the name tests and earlier versions use
-
     def apply(self, var_list: Optional[Iterable] = None):
         """Creates shadows for the variables in ``var_list`` and returns their update op.
 
@@ -587,7 +557,7 @@ class ExponentialMovingAverage:
         if self._options.rules:
             # All rules are resolved before any shadow exists, so that a rule
             # deciding for no variable raises with the graph untouched.
-            rule_policies = [self._policy(var) for var in var_list]
+            rule_policies = [self.policy(var) for var in var_list]
             self._options.check_rule_targets(var_list, rule_policies + list(self._policies.values()))
         fast = _fast_graph()
         new, bad = {}, None  # {var.ref(): (var, policy)} of the shadows to create; the first bad variable
@@ -599,7 +569,7 @@ class ExponentialMovingAverage:
                 bad = var
                 break
             if var.ref() not in self._averages and var.ref() not in new:
-                new[var.ref()] = (var, self._policy(var))
+                new[var.ref()] = (var, self.policy(var))
         # TF1 parity: the shadows of the variables before a bad one exist when apply() raises.
         zero_debias_shadows = self._create_shadows(list(new.values()), fast)
         if bad is not None:
@@ -687,7 +657,7 @@ class ExponentialMovingAverage:
                 shadows = _build.create_shadows(
                     [var for var, _ in new],
                     self.name,
-                    fallback=lambda var: _reference_shadow(var, self.name, self._policy(var).shadow_dtype),
+                    fallback=lambda var: _reference_shadow(var, self.name, self.policy(var).shadow_dtype),
                     dtypes=[policy.shadow_dtype for _, policy in new],
                 )
             else:
@@ -770,7 +740,7 @@ class ExponentialMovingAverage:
                 moving_avg_variables = _v1.trainable_variables()
                 moving_avg_variables += _v1.moving_average_variables()
         if self._options.rules:
-            moving_avg_variables = [v for v in moving_avg_variables if self._policy(v).action != SKIP]
+            moving_avg_variables = [v for v in moving_avg_variables if self.policy(v).action != SKIP]
         # TF1 parity: iterate a set of references, as the reference does, so
         # that the dict comes out in the same order.
         moving_avg_variables = set(v.ref() for v in moving_avg_variables)
@@ -781,6 +751,37 @@ class ExponentialMovingAverage:
             if v.name not in moving_avg_variable_names and v.op.name not in name_map:
                 name_map[v.op.name] = v
         return name_map
+
+    # -- Beyond TF1: read-only state for swap.py, audit.py and introspect.py -----
+
+    @property
+    def options(self) -> Options:
+        """The beyond-TF1 options this object was built with: a frozen ``tf1_ema.options.Options``."""
+        return self._options
+
+    @property
+    def averages(self) -> Mapping[Any, tf.Variable]:
+        """A read-only view of ``{var.ref(): shadow}``: every averaged variable or tensor, skipped ones absent."""
+        return types.MappingProxyType(self._averages)
+
+    @property
+    def decay(self):
+        """The decay as given (a float, a tensor or variable; the decay of ``half_life`` when given so)."""
+        return self._decay
+
+    @property
+    def num_updates(self):
+        """The ``num_updates`` counter as given, or None."""
+        return self._num_updates
+
+    def policy(self, var) -> Policy:
+        """How ``apply()`` treats (or treated) ``var``: a frozen ``tf1_ema.options.Policy``."""
+        policy = self._policies.get(var.ref())
+        if policy is not None:
+            return policy
+        return self._options.policy(var, self._decay)
+
+    _policy = policy  # the name tests and earlier versions use
 
     # -- Beyond TF1: evaluation with the averages, audit, introspection --------
     # Thin delegations; the logic lives in swap.py, audit.py and introspect.py.

@@ -350,7 +350,7 @@ class Options:
     rules: Tuple[Rule, ...] = ()
 
     def policy(self, var, decay) -> Policy:
-        """How ``apply()`` treats ``var`` when the constructor's decay is ``decay``: the first matching rule's action."""
+        """How ``apply()`` treats ``var`` given the constructor's ``decay``: the first matching rule decides."""
         name = rule_name(var)
         rule = next((r for r in self.rules if r.matches(var, name)), None)
         action = decay if rule is None else rule.action

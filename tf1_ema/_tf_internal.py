@@ -89,6 +89,17 @@ def copy_xla_sharding(primary, slot):
     return xla_sharding.copy_sharding(primary, slot, use_sharding_op=False)
 
 
+def xla_sharding(variable):
+    """The XLA sharding annotation of a resource variable, or None.
+
+    TF1 parity: a variable's ``value()`` reads it through an ``XlaShardingOp``
+    when it has one. TensorFlow 2.17 added the annotation as the private
+    attribute ``_xla_sharding`` (set by ``_set_xla_sharding``); TensorFlow 2.16
+    has no such attribute, so there is nothing to copy and this returns None.
+    """
+    return getattr(variable, "_xla_sharding", None)
+
+
 def mark_read(variable) -> None:
     """Records that a graph read of a resource variable exists, as ``variable.value()`` does.
 

@@ -17,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import TIMEOUT
+
 STEPS = 8
 
 # name -> (constructor kwargs; "STEP" is the global step), whether the reference can run it too.
@@ -132,7 +134,7 @@ def runs(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("distribute") / "runs.npz")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, __file__, out], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, __file__, out], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     with np.load(out) as data:
         return dict(data)

@@ -19,18 +19,18 @@ import jupyter_kernel_test
 import nbformat
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
+from conftest import TIMEOUT
 from tf1_ema import kernelspec
-
-START_TIMEOUT = 120
 
 
 def _interpreter_prefix(executable: str) -> str:
     """The ``sys.prefix`` that ``executable`` reports when run."""
     out = subprocess.run(
         [executable, "-c", "import sys; print(sys.prefix)"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True, text=True, check=True, timeout=TIMEOUT,
     )
     return out.stdout.strip()
 
@@ -129,7 +129,7 @@ def test_sanitize_file_ships_inside_the_package():
 def test_kernelspec_module_does_not_import_tensorflow():
     """Importing tf1_ema.kernelspec (what `tf1-ema kernel install` needs) leaves TensorFlow unloaded."""
     code = "import sys, tf1_ema.kernelspec; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=TIMEOUT)
     assert out.stdout.strip() == "False"
 
 
@@ -138,7 +138,7 @@ def test_wheel_ships_the_kernelspec_as_shared_data_and_the_sanitize_file(tmp_pat
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
-        cwd=root, check=True, capture_output=True, timeout=120,
+        cwd=root, check=True, capture_output=True, timeout=TIMEOUT,
     )
     (wheel,) = tmp_path.glob("tf1_ema-*.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -165,7 +165,7 @@ def test_cli_kernel_install_and_remove(tmp_path, capsys):
 def test_nbval_config_command_prints_the_shipped_sanitize_file():
     """The installed `tf1-ema nbval-config` script prints SANITIZE_FILE, for `--nbval-sanitize-with "$(...)"`."""
     script = os.path.join(os.path.dirname(sys.executable), "tf1-ema")
-    out = subprocess.run([script, "nbval-config"], capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run([script, "nbval-config"], capture_output=True, text=True, check=True, timeout=TIMEOUT)
     assert out.stdout == kernelspec.SANITIZE_FILE + "\n"
 
 
@@ -216,7 +216,7 @@ def executed_notebook():
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "tf1-ema", "display_name": kernelspec.DISPLAY_NAME, "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(source) for source, _ in _CELLS]
-    client = NotebookClient(nb, kernel_name="tf1-ema", timeout=START_TIMEOUT, startup_timeout=START_TIMEOUT)
+    client = NotebookClient(nb, kernel_name="tf1-ema", timeout=TIMEOUT, startup_timeout=TIMEOUT)
     client.execute()
     return nb
 
@@ -308,7 +308,7 @@ def test_failed_tf1_setup_kills_the_kernel_with_a_clear_error(tmp_path):
     env = dict(os.environ, TF1_EMA_NUMPY_PRINT="1.0-does-not-exist")
     proc = subprocess.run(
         [sys.executable, "-m", "tf1_ema.kernel", "-f", str(tmp_path / "kernel.json")],
-        env=env, capture_output=True, text=True, timeout=START_TIMEOUT,
+        env=env, capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert proc.returncode == 1
     assert "tf1-ema kernel: the TF1 set-up failed" in proc.stderr
@@ -357,6 +357,15 @@ class _Conformance(jupyter_kernel_test.KernelTests):
     code_inspect_sample = "zip"
     code_clear_output = "from IPython.display import clear_output; clear_output()"
 
+    @classmethod
+    def setUpClass(cls) -> None:
+        """Starts the kernel with the suite's start-up limit, not jupyter_client's 60 s."""
+        cls.km, cls.kc = start_new_kernel(kernel_name=cls.kernel_name, startup_timeout=TIMEOUT)
+
+    def execute_helper(self, code, timeout=TIMEOUT, **kwargs):
+        """Runs ``code`` as jupyter_kernel_test does, waiting up to the suite's limit, not 15 s."""
+        return super().execute_helper(code, timeout=timeout, **kwargs)
+
 
 @pytest.mark.slow
 def test_kernel_protocol_conformance(tmp_path, monkeypatch):
@@ -364,6 +373,8 @@ def test_kernel_protocol_conformance(tmp_path, monkeypatch):
     # The history checks read IPython's history database; a private one keeps
     # other kernels running on this machine out of the search results.
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    # jupyter_kernel_test waits 15 s for a kernel_info reply; a busy machine needs the suite's limit.
+    monkeypatch.setattr(jupyter_kernel_test, "TIMEOUT", TIMEOUT)
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(_Conformance)
     stream = io.StringIO()
     result = unittest.TextTestRunner(stream=stream, verbosity=2).run(suite)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import TIMEOUT
 from tf1_ema import runner
 from tf1_ema.v1 import NUMPY_PRINT_ENV
 
@@ -82,7 +83,7 @@ def clean_env(**extra):
     return env
 
 
-def tf1_ema(*argv, cwd=REPO, env=None, timeout=300):
+def tf1_ema(*argv, cwd=REPO, env=None, timeout=TIMEOUT):
     """Runs ``python -m tf1_ema ARGV`` and returns the completed process (text, captured)."""
     return subprocess.run(
         [sys.executable, "-m", "tf1_ema", *map(str, argv)],
@@ -421,7 +422,7 @@ def test_ctrl_c_exits_130(exits_script):
     try:
         assert process.stdout.readline() == "ready\n"
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=TIMEOUT)
     finally:
         process.kill()
     assert process.returncode == 130
@@ -460,7 +461,7 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("tf1-ema")
     if not script.exists():
         pytest.skip("tf1-ema console script not installed in this environment")
-    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0 and result.stdout.startswith("tf1-ema ")
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import TIMEOUT
 from tf1_ema import _update_op
 
 v1 = tf.compat.v1
@@ -414,7 +415,7 @@ def test_a_built_library_is_reused_in_and_across_processes(fast):
         """
     )
     env = dict(os.environ, **{_update_op.CACHE_ENV: str(fast["cache"]), _update_op.FAST_ENV: "1"})
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "loaded" in proc.stdout
     after = fast["path"].stat()
@@ -482,7 +483,7 @@ with v1.Session() as sess:
 
 def _python(script, *args, env):
     proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 

@@ -100,9 +100,10 @@ def xla_sharding(variable):
     """The XLA sharding annotation of a resource variable, or None.
 
     TF1 parity: a variable's ``value()`` reads it through an ``XlaShardingOp``
-    when it has one. TensorFlow 2.17 added the annotation as the private
-    attribute ``_xla_sharding`` (set by ``_set_xla_sharding``); TensorFlow 2.16
-    has no such attribute, so there is nothing to copy and this returns None.
+    when it has one. Newer TensorFlow (2.21) keeps the annotation in the
+    private attribute ``_xla_sharding`` (set by ``_set_xla_sharding``);
+    TensorFlow 2.16 has no such attribute (a sharding lives on the op only),
+    so there this returns None.
     """
     return getattr(variable, "_xla_sharding", None)
 

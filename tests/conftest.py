@@ -53,7 +53,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     """Marks the tests that QUICK selects as `quick`; slow tests are never quick."""
     for item in items:
-        fragments = QUICK.get(os.path.basename(str(item.fspath)))
+        fragments = QUICK.get(item.path.name)
         if fragments is None or item.get_closest_marker("slow"):
             continue
         if not fragments or any(f in item.nodeid for f in fragments):

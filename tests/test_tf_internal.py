@@ -7,12 +7,16 @@ of the internals fails here first, by name, instead of somewhere in the EMA.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import tensorflow as tf
 
 from tf1_ema import _tf_internal
 
 v1 = tf.compat.v1
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _sharding_of(tensor_or_variable):
@@ -25,10 +29,26 @@ def _sharding_of(tensor_or_variable):
     return xla_sharding.get_tensor_sharding(tensor_or_variable)
 
 
+def _declared_tensorflow_range() -> tuple:
+    """pyproject.toml's ``tensorflow>=A.B,<C`` as ``((A, B), C)``."""
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    low, high = re.search(r'"tensorflow>=(\d+\.\d+),<(\d+)"', text).groups()
+    return tuple(int(x) for x in low.split(".")), int(high)
+
+
 def test_tensorflow_is_in_the_declared_range():
-    """The TensorFlow under test is one that pyproject.toml declares (>=2.16, <3)."""
+    """The TensorFlow under test is one that pyproject.toml declares."""
+    (low_major, low_minor), high_major = _declared_tensorflow_range()
     major, minor = (int(x) for x in tf.__version__.split(".")[:2])
-    assert major == 2 and minor >= 16, tf.__version__
+    assert (low_major, low_minor) <= (major, minor) and major < high_major, tf.__version__
+
+
+def test_make_test_oldest_pins_the_lowest_declared_minor():
+    """`make test-oldest` installs exactly the lowest TensorFlow and tf-keras minor that pyproject.toml declares."""
+    (major, minor), _ = _declared_tensorflow_range()
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    pins = re.search(r"^OLDEST_PINS\s*:=(.*)$", makefile, re.MULTILINE).group(1).split()
+    assert pins == ["'tensorflow==%d.%d.*'" % (major, minor), "'tf-keras==%d.%d.*'" % (major, minor)]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Each helper of tf1_ema._tf_internal, the one module allowed to touch TensorFlow internals.
+"""Each helper of tf1_ema._tf_internal, where TensorFlow internals (and their version differences) live.
 
 These tests run on every TensorFlow the package declares (``make test`` on the
 newest, ``make test-oldest`` on the oldest minor), so a release that moves one

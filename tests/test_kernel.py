@@ -275,7 +275,7 @@ def np113_notebook():
     before = os.environ.get("TF1_EMA_NUMPY_PRINT")
     os.environ["TF1_EMA_NUMPY_PRINT"] = "1.13"
     try:
-        NotebookClient(nb, kernel_name="tf1-ema", timeout=START_TIMEOUT, startup_timeout=START_TIMEOUT).execute()
+        NotebookClient(nb, kernel_name="tf1-ema", timeout=TIMEOUT, startup_timeout=TIMEOUT).execute()
     finally:
         if before is None:
             del os.environ["TF1_EMA_NUMPY_PRINT"]

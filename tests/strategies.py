@@ -98,17 +98,3 @@ def eps(dtype: str) -> float:
     import ml_dtypes
 
     return float(ml_dtypes.finfo(_math.as_dtype(dtype)).eps)
-
-
-def assert_same_bits(actual, desired, err_msg: str = "") -> None:
-    """Asserts two arrays have the same dtype, shape and bytes (NaNs included; bfloat16 too).
-
-    ``np.testing.assert_array_equal`` does the comparison (its report is readable,
-    and it treats NaN == NaN) on a float64 widening, which is exact for every
-    float dtype here, after a byte-for-byte check that also tells -0.0 from 0.0.
-    """
-    actual, desired = np.asarray(actual), np.asarray(desired)
-    assert actual.dtype == desired.dtype, "%s: dtype %s != %s" % (err_msg, actual.dtype, desired.dtype)
-    np.testing.assert_array_equal(actual.astype(np.float64), desired.astype(np.float64), err_msg=err_msg)
-    same_bits = actual.tobytes() == desired.tobytes()
-    assert same_bits, "%s: same values, different bits (signed zero or NaN payload)" % err_msg

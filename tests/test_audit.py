@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from harness import assert_bits_equal, assert_same_as_tf1
 from tf1_ema.audit import AuditReport, AuditRow, audit_checkpoint
 from tf1_ema.ema import ExponentialMovingAverage
 
@@ -82,8 +83,8 @@ def test_audit_predicts_the_saver(checkpoint):
         report = audit_checkpoint(ema, prefix, averaged_only=True)
         assert report.ok and report["w"].status == "average" and report["b"].status == "raw"
         got_w, got_b = restore_with(ema.variables_to_restore(averaged_only=True), prefix, [w, b])
-    np.testing.assert_array_equal(got_w, values["avg"])
-    np.testing.assert_array_equal(got_b, values["b"])
+    assert_bits_equal(values["avg"], got_w)
+    assert_bits_equal(values["b"], got_b)
 
 
 def test_averaged_only_without_apply_restores_everything_raw_and_says_so(checkpoint):
@@ -244,20 +245,22 @@ def test_report_modules_import_without_tensorflow():
 
 
 def restore_names(ema, **kwargs):
+    """``ema.variables_to_restore(**kwargs)`` as {checkpoint key: variable op name}."""
     return {key: var.op.name for key, var in ema.variables_to_restore(**kwargs).items()}
 
 
 def test_variables_to_restore_default_matches_tf1_including_the_wart():
     """By default the map equals TF1's, mapping the never-averaged trainable b from a shadow name."""
-    maps = []
-    for cls in (ExponentialMovingAverage, v1.train.ExponentialMovingAverage):
-        with tf.Graph().as_default():
-            w, b, step = build_model()
-            ema = cls(0.5)
-            ema.apply([w])
-            maps.append(restore_names(ema))
-    assert maps[0] == maps[1]
-    assert maps[0]["b/ExponentialMovingAverage"] == "b"
+
+    def program(cls, amv):
+        w, b, step = build_model()
+        ema = cls(0.5)
+        ema.apply([w])
+        return restore_names(ema)
+
+    status, names = assert_same_as_tf1(program)
+    assert status == "ok"
+    assert names["b/ExponentialMovingAverage"] == "b"
 
 
 def test_variables_to_restore_averaged_only_maps_only_real_averages():
@@ -312,5 +315,5 @@ def test_wider_shadows_are_flagged_and_the_suggested_route_works(tmp_path):
         with v1.Session() as sess:
             saver.restore(sess, prefix)
             with swap.averaged(ema, sess):
-                np.testing.assert_array_equal(sess.run(w), avg.astype(np.float16))
-            np.testing.assert_array_equal(sess.run(w), raw)
+                assert_bits_equal(avg.astype(np.float16), sess.run(w))
+            assert_bits_equal(raw, sess.run(w))

@@ -76,8 +76,7 @@ def mode(request, monkeypatch):
     """Each test runs in TF2 graph mode (resource variables, cond_v2) and in TF1 mode.
 
     In the ``-no-library`` modes the op library is unavailable (no compiler):
-    shadows start from TF's conditional ops instead of ``Tf1EmaInitialValue``
-    and updates use TF's ops instead of the fused one.
+    updates use TF's ops instead of the fused one.
     """
     if request.param.endswith("-no-library"):
         monkeypatch.setattr(_update_op, "load_library", lambda: None)
@@ -769,18 +768,15 @@ def test_replica_device_setter_places_like_tf1(mode):
     assert len(set(ref[1]["devices"])) == 3
 
 
-def test_shadow_initial_value_is_one_node_where_the_library_serves(mode):
-    """With the op library a shadow starts from one Tf1EmaInitialValue(Ref) node, without it from TF's conditional."""
+def test_shadow_initial_value_is_a_stock_conditional(mode):
+    """A shadow starts from TF's own conditional (If, or Merge for ref variables), with or without the op library."""
     graph = tf.Graph()
     with graph.as_default():
         w = v1.get_variable("w", shape=[3])
         fast_apply(v1.train.ExponentialMovingAverage(0.9), [w])
         shadow = [v for v in v1.global_variables() if v.op.name == "w/ExponentialMovingAverage"][0]
         op_type = shadow._initial_value.op.type  # pylint: disable=protected-access
-    if mode.endswith("-no-library"):
-        assert op_type == ("Merge" if mode.startswith("tf1") else "If")
-    else:
-        assert op_type == ("Tf1EmaInitialValueRef" if mode.startswith("tf1") else "Tf1EmaInitialValue")
+    assert op_type == ("Merge" if mode.startswith("tf1") else "If")
 
 
 def test_fast_subscope_closing_zeroes_what_tf_zeroes():

@@ -35,16 +35,17 @@ def tf1_ema(*argv, cwd=REPO, env=None):
 
 
 def test_run_defaults():
-    """`run SCRIPT` means: our EMA, era from the environment, print fix on, logs off."""
+    """`run SCRIPT` means: our EMA, era from the environment, Python 2 detected (py2 None), logs off."""
     args = parse("run", "x.py")
     assert (args.script, args.args, args.numpy_print) == ("x.py", [], None)
-    assert (args.reference, args.compare, args.py2_print, args.tf_log) == (False, False, True, False)
+    assert (args.reference, args.compare, args.py2, args.tf_log) == (False, False, None, False)
 
 
 def test_run_options_before_script_are_ours():
     """Options before SCRIPT configure the runner."""
     args = parse("run", "--numpy-print", "1.13", "--no-py2-print", "--reference", "--tf-log", "x.py")
-    assert (args.numpy_print, args.py2_print, args.reference, args.tf_log) == ("1.13", False, True, True)
+    assert (args.numpy_print, args.py2, args.reference, args.tf_log) == ("1.13", False, True, True)
+    assert parse("run", "--no-py2", "x.py").py2 is False and parse("run", "--py2", "x.py").py2 is True
     assert parse("run", "--numpy-print=modern", "x.py").numpy_print == "modern"
 
 
@@ -88,7 +89,7 @@ def test_help_lists_the_run_options(capsys):
     """`run --help` documents every run option and the environment variable."""
     assert cli.main(["run", "--help"]) == 0
     out = capsys.readouterr().out
-    for option in ("--numpy-print", "--no-py2-print", "--reference", "--compare", "--tf-log", NUMPY_PRINT_ENV):
+    for option in ("--numpy-print", "--py2", "--no-py2", "--reference", "--compare", "--tf-log", NUMPY_PRINT_ENV, "TF1_EMA_PY2"):
         assert option in out
 
 

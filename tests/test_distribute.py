@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from conftest import TIMEOUT
+from harness import assert_bits_equal
 
 STEPS = 8
 
@@ -62,16 +63,16 @@ def run(out_path: str) -> None:
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tf1_ema import ExponentialMovingAverage
+    from harness import IMPLEMENTATIONS, OURS, REFERENCE, fresh_graph
 
     v1 = tf.compat.v1
     results = {}
 
     def build_and_run(config, impl, mode):
         kwargs, _ = CONFIGS[config]
-        ema_class = ExponentialMovingAverage if impl == "ours" else v1.train.ExponentialMovingAverage
+        ema_class = IMPLEMENTATIONS[impl][0]
         debias = kwargs.get("zero_debias", False)
-        with tf.Graph().as_default():
+        with fresh_graph():
             strategy = tf.distribute.get_strategy() if mode == "single" else tf.distribute.MirroredStrategy(
                 ["/cpu:0", "/cpu:1"]
             )
@@ -122,9 +123,9 @@ def run(out_path: str) -> None:
         for mode in MODES:
             if mode == "replica" and kwargs.get("zero_debias"):
                 continue
-            build_and_run(config, "ours", mode)
+            build_and_run(config, OURS, mode)
             if reference_too:
-                build_and_run(config, "reference", mode)
+                build_and_run(config, REFERENCE, mode)
     np.savez(out_path, **results)
 
 
@@ -169,17 +170,14 @@ def test_mirrored_shadows_equal_single_device_shadows(runs, config, mode):
     assert {r for _, r in mirrored} == {0, 1}
     assert set(runs["%s|ours|%s|types" % (config, mode)]) == {"MirroredVariable"}
     for (name, replica), seen in mirrored.items():
-        assert seen.dtype == single[(name, 0)].dtype
-        np.testing.assert_array_equal(seen, single[(name, 0)], err_msg="%s replica %d" % (name, replica))
+        assert_bits_equal(single[(name, 0)], seen, path="%s replica %d" % (name, replica))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("config,mode", [c for c in CASES if CONFIGS[c[0]][1]], ids=lambda c: c)
 def test_mirrored_shadows_equal_the_reference_under_the_strategy(runs, config, mode):
     """With TF1's arguments, our shadows under the strategy equal tf.compat.v1's, replica by replica."""
-    assert shadows(runs, config, "ours", mode).keys() == shadows(runs, config, "reference", mode).keys()
-    for key, seen in shadows(runs, config, "reference", mode).items():
-        np.testing.assert_array_equal(shadows(runs, config, "ours", mode)[key], seen, err_msg=str(key))
+    assert_bits_equal(shadows(runs, config, "reference", mode), shadows(runs, config, "ours", mode), path="shadows")
 
 
 @pytest.mark.slow
@@ -189,7 +187,7 @@ def test_rules_and_float32_shadows_hold_under_the_strategy(runs):
     assert ("frozen", 0) not in mirrored
     assert mirrored[("dense/kernel", 0)].dtype == np.float32
     expected = np.stack([values_at(s, "bn/moving_mean", "float32") for s in range(STEPS)])
-    np.testing.assert_array_equal(mirrored[("bn/moving_mean", 1)], expected)
+    assert_bits_equal(expected, mirrored[("bn/moving_mean", 1)])
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ import numpy as np
 import tensorflow as tf
 
 import tf1_ema
+from harness import assert_bits_equal
 
 v1 = tf.compat.v1
 
 
 def _model(session):
+    """w averaged by decay 0.5 once, from [1, 2] towards [3, 4]: the shadow is [2, 3]; returns (w, ema, update)."""
     w = v1.Variable([1.0, 2.0], name="w")
     ema = tf1_ema.ExponentialMovingAverage(0.5)
     update = ema.apply([w])
@@ -22,8 +24,8 @@ def test_averaged_method_swaps_in_and_back(session):
     """ema.averaged(sess) shows the averages inside the block and the raw values after it."""
     w, ema, _ = _model(session)
     with ema.averaged(session):
-        np.testing.assert_array_equal(session.run(w), np.float32([2.0, 3.0]))
-    np.testing.assert_array_equal(session.run(w), np.float32([3.0, 4.0]))
+        assert_bits_equal(np.float32([2.0, 3.0]), session.run(w))
+    assert_bits_equal(np.float32([3.0, 4.0]), session.run(w))
 
 
 def test_averaged_method_guards_the_update(session):
@@ -42,10 +44,10 @@ def test_swap_and_copy_op_methods(session):
     """ema.swap_op() exchanges values and ema.copy_averages_op() copies the averages in."""
     w, ema, _ = _model(session)
     session.run(ema.swap_op())
-    np.testing.assert_array_equal(session.run([w, ema.average(w)]), np.float32([[2.0, 3.0], [3.0, 4.0]]))
+    assert_bits_equal([np.float32([2.0, 3.0]), np.float32([3.0, 4.0])], session.run([w, ema.average(w)]))
     session.run(ema.swap_op())
     session.run(ema.copy_averages_op())
-    np.testing.assert_array_equal(session.run(w), np.float32([2.0, 3.0]))
+    assert_bits_equal(np.float32([2.0, 3.0]), session.run(w))
 
 
 def test_audit_describe_and_lag_methods(session, tmp_path):

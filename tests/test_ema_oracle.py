@@ -14,6 +14,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 
 import strategies as S
+from harness import assert_bits_equal
 from tf1_ema import _math
 from tf1_ema import ExponentialMovingAverage
 
@@ -131,7 +132,7 @@ def test_shadows_follow_the_oracle(grid, case):
     assert shadows.shape == (STEPS,) + shape
     rtol = tolerance(dtype, debiased, decay)
     if rtol == 0.0:
-        np.testing.assert_array_equal(shadows, expected)
+        assert_bits_equal(expected, shadows)
     else:
         np.testing.assert_allclose(shadows.astype(np.float64), expected.astype(np.float64), rtol=rtol, atol=0)
 
@@ -169,7 +170,7 @@ def test_warmup_ratio_is_float32_like_the_oracle_for_large_step_counters(session
     session.run(v1.assign(var, 1.0))
     session.run(update)
     expected = _math.ema_sequence(np.float32(0.0), [np.float32(1.0)], 1.0, num_updates=[num_updates])
-    np.testing.assert_array_equal(session.run(ema.average(var)), expected[0])
+    assert_bits_equal(expected[0], session.run(ema.average(var)))
 
 
 def test_float16_debias_counter_saturates_at_2048_like_the_oracle(session):
@@ -186,7 +187,7 @@ def test_float16_debias_counter_saturates_at_2048_like_the_oracle(session):
         session.run(update, {tensor: value})
         got.append(session.run(ema.average(tensor)))
     assert session.run(local_step) == np.float16(2048)
-    np.testing.assert_array_equal(np.stack(got), expected)
+    assert_bits_equal(expected, np.stack(got))
 
 
 @settings(max_examples=25, deadline=None)
@@ -211,7 +212,7 @@ def test_random_problems_follow_the_oracle(problem):
                 sess.run(update)
                 got.append(sess.run(ema.average(var)))
     expected = _math.ema_sequence(problem["initial"], problem["values"], problem["decay"], problem["num_updates"])
-    np.testing.assert_array_equal(np.stack(got), expected)
+    assert_bits_equal(expected, np.stack(got))
 
 
 # A value whose update by decay 0.5 from zero lands in the dtype's subnormal range.
@@ -234,7 +235,7 @@ def test_float16_subnormal_results_follow_the_oracle(session):
     value = np.float16(SUBNORMAL_INPUTS["float16"])
     expected = _math.ema_sequence(np.float16(0), [value], 0.5)[0]
     assert 0 < expected < np.finfo(np.float16).tiny
-    np.testing.assert_array_equal(_first_update(session, "float16", value), expected)
+    assert_bits_equal(expected, _first_update(session, "float16", value))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
@@ -242,4 +243,4 @@ def test_subnormal_results_follow_the_oracle(session, dtype):
     """A result in the subnormal range is flushed to zero by TF, as in the oracle."""
     value = _math.as_dtype(dtype).type(SUBNORMAL_INPUTS[dtype])
     expected = _math.ema_sequence(np.zeros((), _math.as_dtype(dtype)), [value], 0.5)[0]
-    S.assert_same_bits(_first_update(session, dtype, value), expected)
+    assert_bits_equal(expected, _first_update(session, dtype, value))

@@ -1,18 +1,17 @@
 """Our EMA against ``tf.compat.v1.train.ExponentialMovingAverage``, in the same kind of graph.
 
-Every test builds the same model twice, once with each implementation, in two
-fresh ``tf.Graph``s (or runs the same eager script twice, in two processes), and
-asserts that what comes out is identical: values bit for bit
-(``np.testing.assert_array_equal``), names, collections, GraphDefs, errors and
-checkpoints. Where the reference's behaviour is a known quantity, the tests also
-pin it literally, so that two equal but wrong answers cannot pass.
+Every test builds the same model once with each implementation, in fresh
+``tf.Graph``s, through the differential harness (``harness.py``: ``differential``,
+``assert_same_as_tf1``), or runs the same eager script twice, in two processes, and
+asserts that what comes out is identical: values bit for bit (``assert_bits_equal``:
+dtype, shape and raw bytes), names, collections, GraphDefs, errors and checkpoints.
+Where the reference's behaviour is a known quantity, the tests also pin it
+literally, so that two equal but wrong answers cannot pass.
 """
 
-import contextlib
 import functools
 import json
 import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -26,113 +25,33 @@ from hypothesis import strategies as st
 from conftest import TIMEOUT
 import strategies as S
 import tf1_ema
+from harness import (
+    BUILDS,
+    IMPLEMENTATIONS,
+    OURS,
+    OURS_REFERENCE_GRAPH,
+    REFERENCE,
+    assert_bits_equal,
+    assert_same_as_tf1,
+    build_each,
+    collections,
+    differential,
+    fresh_graph,
+    from_bits_record,
+    initialize,
+    normalized_graph_def,
+    outcome,
+    variable_summary,
+)
 from tf1_ema import _math
 
 v1 = tf.compat.v1
 
-OURS = "ours"
-OURS_REFERENCE_GRAPH = "ours with TF1_EMA_FAST=0"
-REFERENCE = "reference"
-IMPLEMENTATIONS = {
-    OURS: (tf1_ema.ExponentialMovingAverage, tf1_ema.assign_moving_average),
-    REFERENCE: (v1.train.ExponentialMovingAverage, tf.__internal__.train.assign_moving_average),
-}
 
 
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-
-def normalized_graph_def(graph) -> str:
-    """The GraphDef as text, without the function library and with cond branch uids removed.
-
-    ``tf.cond`` names its branch functions ``cond_true_170`` (``tf.while_loop``
-    ``while_body_68``); the number is a process-wide counter, so it differs
-    between two otherwise identical graphs.
-    """
-    graph_def = graph.as_graph_def()
-    graph_def.ClearField("library")
-    return re.sub(r"_(true|false|cond|body)_\d+", r"_\1", str(graph_def))
-
-
-def outcome(fn, *args):
-    """``("ok", fn(*args))``, or ``("raises", type name, message)`` if it raises."""
-    try:
-        return ("ok", fn(*args))
-    except Exception as e:  # noqa: BLE001 - the exception itself is what we compare
-        return ("raises", type(e).__name__, str(e))
-
-
-@contextlib.contextmanager
-def reference_graph():
-    """Our class builds TF1's graph op for op inside (``TF1_EMA_FAST=0``), not its fast graph."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TF1_EMA_FAST", "0")
-        yield
-
-
-def in_both(fn):
-    """Runs ``fn(ema_class, assign_moving_average)`` in a fresh graph per implementation.
-
-    Ours runs twice: as built by default (the fast graph, label OURS) and
-    with ``reference_graph()`` (label OURS_REFERENCE_GRAPH).
-
-    Returns ``{label: (outcome, normalized GraphDef afterwards)}``.
-    """
-    results = {}
-    for label, (cls, amv) in IMPLEMENTATIONS.items():
-        with tf.Graph().as_default() as g:
-            results[label] = (outcome(fn, cls, amv), normalized_graph_def(g))
-    with reference_graph(), tf.Graph().as_default() as g:
-        results[OURS_REFERENCE_GRAPH] = (outcome(fn, *IMPLEMENTATIONS[OURS]), normalized_graph_def(g))
-    return results
-
-
-def assert_same_in_both(fn):
-    """Asserts ``fn`` returns (or raises) the same in both implementations, fast or not; returns ours.
-
-    With ``TF1_EMA_FAST=0`` our class must also leave the reference's graph, op for op.
-    """
-    results = in_both(fn)
-    assert results[OURS][0] == results[REFERENCE][0]
-    assert results[OURS_REFERENCE_GRAPH][0] == results[REFERENCE][0]
-    assert results[OURS_REFERENCE_GRAPH][1] == results[REFERENCE][1], "the graphs differ"
-    return results[OURS][0]
-
-
-def describe(item):
-    """A comparable description of a collection item: its name, else its type."""
-    name = getattr(item, "name", None)
-    return name if isinstance(name, str) else type(item).__name__
-
-
-def variable_summary(var):
-    """Name, dtype, shape, trainability, kind, colocation and device of a variable."""
-    return {
-        "name": var.name,
-        "dtype": var.dtype.name,
-        "shape": str(var.shape),
-        "trainable": var.trainable,
-        "op": var.op.type,
-        "colocation": [c.decode() for c in var.op.colocation_groups()],
-        "device": var.device,
-    }
-
-
-def initialize(sess, feed_dict=None):
-    """Initializes the averaged variables first, then every other variable, in two runs.
-
-    ``global_variables_initializer()`` cannot be used with ref variables: the
-    shadow's initializer is a ``tf.cond`` (cond_v2 in TF2 graphs) whose ``If`` op
-    reads the ref variable as an input whatever the predicate, so it fails when it
-    runs before the variable's own initializer, in both implementations (see
-    test_ref_variables_break_global_variables_initializer_in_both).
-    """
-    averaged = v1.moving_average_variables()
-    sess.run(v1.variables_initializer(averaged), feed_dict)
-    first = {v.ref() for v in averaged}
-    sess.run(v1.variables_initializer([v for v in v1.global_variables() if v.ref() not in first]), feed_dict)
 
 
 def random_value(rng, dtype, shape):
@@ -219,21 +138,21 @@ def _value_case_inputs(step_index):
 def value_runs():
     """Both implementations through VALUE_STEPS updates of every case: {impl: {variable name: values per step}}."""
     all_inputs = [_value_case_inputs(t) for t in range(VALUE_STEPS)]
-    runs = {}
-    for label, (cls, _) in IMPLEMENTATIONS.items():
-        with tf.Graph().as_default() as g:
-            placeholders, assign_ops, tensor_feeds, update = _build_value_cases(cls)
-            variables = {v.op.name: v for v in v1.global_variables()}
-            history = {name: [] for name in variables}
-            with v1.Session(graph=g) as sess:
-                initialize(sess)
-                for inputs in all_inputs:
-                    sess.run(assign_ops, {placeholders[k]: inputs[k] for k in placeholders})
-                    sess.run(update, {ph: inputs[k] for k, ph in tensor_feeds.items()})
-                    for name, value in sess.run(variables).items():
-                        history[name].append(value)
-        runs[label] = {name: np.stack(values) for name, values in history.items()}
-    return runs
+
+    def program(cls, amv):
+        placeholders, assign_ops, tensor_feeds, update = _build_value_cases(cls)
+        variables = {v.op.name: v for v in v1.global_variables()}
+        history = {name: [] for name in variables}
+        with v1.Session() as sess:
+            initialize(sess)
+            for inputs in all_inputs:
+                sess.run(assign_ops, {placeholders[k]: inputs[k] for k in placeholders})
+                sess.run(update, {ph: inputs[k] for k, ph in tensor_feeds.items()})
+                for name, value in sess.run(variables).items():
+                    history[name].append(value)
+        return {name: np.stack(values) for name, values in history.items()}
+
+    return build_each(program)
 
 
 @pytest.mark.slow
@@ -254,8 +173,7 @@ def test_values_bit_for_bit_over_200_updates(value_runs, case):
         assert name + "/ExponentialMovingAverage/biased" in mine
         assert name + "/ExponentialMovingAverage/local_step" in mine
     for key in mine:
-        assert ours[key].dtype == ref[key].dtype, key
-        S.assert_same_bits(ours[key], ref[key], err_msg=key)
+        assert_bits_equal(ref[key], ours[key], path=key)
     # Not a vacuous comparison: the shadow moved.
     shadow = ref[name + "/ExponentialMovingAverage"]
     assert not np.array_equal(shadow[0], shadow[-1])
@@ -480,12 +398,9 @@ MODEL_STEPS = 6
 
 def _summarize(graph, result):
     """Everything comparable about a built model, as plain data."""
-    collections = {
-        key: [describe(x) for x in graph.get_collection(key)] for key in sorted(graph.get_all_collection_keys())
-    }
     return {
         "variables": [variable_summary(v) for v in v1.global_variables() + v1.local_variables()],
-        "collections": collections,
+        "collections": collections(graph),
         "averages": [
             [
                 (None if ema.average(v) is None else ema.average(v).name, ema.average_name(v))
@@ -553,18 +468,17 @@ def _known_shape(var):
 @functools.lru_cache(maxsize=None)
 def built_model(name):
     """{implementation: {"graph_def", "summary", "history"}} for one model, built and run once per session."""
-    out = {}
-    builds = [(label, cls, amv, contextlib.nullcontext) for label, (cls, amv) in IMPLEMENTATIONS.items()]
-    builds.append((OURS_REFERENCE_GRAPH, *IMPLEMENTATIONS[OURS], reference_graph))
-    for label, cls, amv, context in builds:
-        with context(), tf.Graph().as_default() as g:
-            result = MODELS[name](cls, amv)
-            graph_def = normalized_graph_def(g)
-            summary = _summarize(g, result)
-            with v1.Session(graph=g) as sess:
-                history = _run_model(sess, g, result["ops"])
-        out[label] = {"graph_def": graph_def, "summary": summary, "history": history}
-    return out
+
+    def program(cls, amv):
+        g = v1.get_default_graph()
+        result = MODELS[name](cls, amv)
+        graph_def = normalized_graph_def(g)
+        summary = _summarize(g, result)
+        with v1.Session(graph=g) as sess:
+            history = _run_model(sess, g, result["ops"])
+        return {"graph_def": graph_def, "summary": summary, "history": history}
+
+    return build_each(program, BUILDS)
 
 
 @pytest.mark.parametrize("model", list(MODELS))
@@ -625,11 +539,7 @@ def test_model_runs_bit_for_bit_like_the_reference(model):
 
 def assert_same_histories(ours, ref):
     """Asserts two ``_run_model`` histories hold the same variables with the same bits at every step."""
-    assert len(ours) == len(ref)
-    for step, (mine, theirs) in enumerate(zip(ours, ref)):
-        assert sorted(mine) == sorted(theirs)
-        for name in theirs:
-            S.assert_same_bits(mine[name], theirs[name], err_msg="%s at step %d" % (name, step))
+    assert_bits_equal(ref, ours, path="history")
 
 
 # ---------------------------------------------------------------------------
@@ -652,7 +562,7 @@ def test_shadow_names_follow_the_variable_and_are_uniquified():
         custom.apply([w])
         return [first.average(v).name for v in (w, aw, nw)] + [second.average(w).name, custom.average(w).name]
 
-    assert assert_same_in_both(model) == (
+    assert assert_same_as_tf1(model) == (
         "ok",
         [
             "w/ExponentialMovingAverage:0",
@@ -676,7 +586,7 @@ def test_apply_returns_a_grouped_op_named_like_the_reference():
         custom = cls(0.9, name="Swa").apply([w])
         return [(op.name, op.type) for op in (first, again, custom)], count == len(v1.global_variables()) - 1
 
-    assert assert_same_in_both(model) == (
+    assert assert_same_as_tf1(model) == (
         "ok",
         ([("ExponentialMovingAverage", "NoOp"), ("ExponentialMovingAverage_1", "NoOp"), ("Swa", "NoOp")], True),
     )
@@ -693,7 +603,7 @@ def test_biased_and_local_step_names_including_the_1_suffix():
             updates = [amv(var, 0.0, 1.0), amv(var, 0.0, 0.9)]
         return [v.name for v in v1.global_variables()], [u.name for u in updates]
 
-    names, updates = assert_same_in_both(model)[1]
+    names, updates = assert_same_as_tf1(model)[1]
     assert names == [
         "x/ExponentialMovingAverage:0",
         "x/ExponentialMovingAverage/biased:0",
@@ -724,7 +634,7 @@ def test_average_name_before_and_after_apply():
         return before, [ema.average_name(w), ema.average_name(t)]
 
     # TF1 parity: the prediction says _1 (the name scope took the name), apply() does not.
-    assert assert_same_in_both(model) == (
+    assert assert_same_as_tf1(model) == (
         "ok",
         (
             ["w/ExponentialMovingAverage_1", "t/ExponentialMovingAverage", "w/Swa"],
@@ -754,7 +664,7 @@ def test_variables_to_restore_maps_shadow_names_to_variables():
         given = sorted((k, v.name) for k, v in ema.variables_to_restore([w]).items())
         return default, given
 
-    default, given = assert_same_in_both(model)[1]
+    default, given = assert_same_as_tf1(model)[1]
     assert default == [
         ("global_step", "global_step:0"),
         ("m/ExponentialMovingAverage", "m:0"),
@@ -774,7 +684,7 @@ def test_variables_to_restore_maps_shadow_names_to_variables():
 
 def test_variables_to_restore_averaged_only_maps_only_averaged_variables():
     """Our opt-in averaged_only=True maps a never-averaged trainable variable from its own name."""
-    with tf.Graph().as_default():
+    with fresh_graph():
         ema, _ = _restore_model(tf1_ema.ExponentialMovingAverage)
         got = sorted((k, v.name) for k, v in ema.variables_to_restore(averaged_only=True).items())
         assert sorted(ema.variables_to_restore(averaged_only=False)) == sorted(ema.variables_to_restore())
@@ -798,7 +708,7 @@ def test_collections_hold_what_the_reference_puts_there():
         keys = (v1.GraphKeys.GLOBAL_VARIABLES, v1.GraphKeys.TRAINABLE_VARIABLES, v1.GraphKeys.MOVING_AVERAGE_VARIABLES)
         return {key: [v.name for v in v1.get_collection(key)] for key in keys}
 
-    assert assert_same_in_both(model) == (
+    assert assert_same_as_tf1(model) == (
         "ok",
         {
             "variables": [
@@ -825,7 +735,7 @@ def test_shadows_follow_the_variable_kind_and_colocate_with_it():
         shadows = [ema.average(res), ema.average(ref), ema.average(x), other.average(raw)]
         return [(s.name, s.op.type, s.trainable, [c.decode() for c in s.op.colocation_groups()]) for s in shadows]
 
-    assert assert_same_in_both(model) == (
+    assert assert_same_as_tf1(model) == (
         "ok",
         [
             ("res/A:0", "VarHandleOp", False, ["loc:@res"]),
@@ -873,7 +783,7 @@ def _initial_values(cls, amv):
 
 def test_shadow_initial_values():
     """A shadow starts at its variable's value (the current one if already initialized), a tensor's at zeros."""
-    assert assert_same_in_both(_initial_values) == (
+    assert assert_same_as_tf1(_initial_values) == (
         "ok",
         {
             "assigned_before_apply": [5.0, 6.0],
@@ -919,7 +829,7 @@ def test_apply_under_control_dependencies_creates_shadows_outside_them():
             "after_update": [float(x) for x in after_update],
         }
 
-    result = assert_same_in_both(model)[1]
+    result = assert_same_as_tf1(model)[1]
     assert result["initializer_control_inputs"] == []
     assert result["update_runs_after_train_op"]
     assert result["after_init"] == [1.0, 1.0]
@@ -940,7 +850,7 @@ def test_ref_variables_break_global_variables_initializer_in_both():
                 return type(e).__name__, "uninitialized value w" in e.message
             return "no error", None
 
-    assert assert_same_in_both(model) == ("ok", ("FailedPreconditionError", True))
+    assert assert_same_as_tf1(model) == ("ok", ("FailedPreconditionError", True))
 
 
 # ---------------------------------------------------------------------------
@@ -1020,13 +930,13 @@ ERROR_TYPES = {
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_errors_match_the_reference(case):
     """Bad input raises the same exception type and message as the reference, leaving the same graph behind."""
-    result = assert_same_in_both(ERRORS[case])
+    result = assert_same_as_tf1(ERRORS[case])
     assert result[:2] == ("raises", ERROR_TYPES[case]), result
 
 
 def test_missing_decay_error_matches_the_reference():
     """ExponentialMovingAverage() without a decay raises the reference's TypeError and message."""
-    assert assert_same_in_both(lambda cls, amv: cls()) == (
+    assert assert_same_as_tf1(lambda cls, amv: cls()) == (
         "raises", "TypeError", "ExponentialMovingAverage.__init__() missing 1 required positional argument: 'decay'"
     )
 
@@ -1040,12 +950,12 @@ def test_none_decay_fails_in_apply_like_the_reference():
         ema.apply([v1.Variable(1.0, name="w")])
         return name
 
-    assert assert_same_in_both(model) == ("raises", "ValueError", "None values not supported.")
+    assert assert_same_as_tf1(model) == ("raises", "ValueError", "None values not supported.")
 
 
 def test_int_variable_error_names_the_variable():
     """An int variable raises TypeError: The variables must be half, float, or double: <name>."""
-    assert assert_same_in_both(_error_int_variable) == (
+    assert assert_same_as_tf1(_error_int_variable) == (
         "raises", "TypeError", "The variables must be half, float, or double: count:0"
     )
 
@@ -1053,10 +963,11 @@ def test_int_variable_error_names_the_variable():
 def test_tensor_in_eager_mode_raises_type_error():
     """In eager mode a tensor in var_list raises the reference's TypeError before anything is created."""
     assert tf.executing_eagerly()
-    results = []
-    for cls, _ in IMPLEMENTATIONS.values():
-        results.append(outcome(lambda: cls(0.9).apply([tf.constant(1.0)])))
-    assert results[0] == results[1] == (
+    results = {
+        label: outcome(lambda: cls(0.9).apply([tf.constant(1.0)])) for label, (cls, _) in IMPLEMENTATIONS.items()
+    }
+    assert_bits_equal(results[REFERENCE], results[OURS])
+    assert results[OURS] == (
         "raises",
         "TypeError",
         "tf.train.ExponentialMovingAverage does not support non-Variable tensors when eager execution is enabled.",
@@ -1071,9 +982,9 @@ def test_generator_var_list_is_the_one_deliberate_difference():
         op = cls(0.9).apply(v for v in [w])
         return [v.name for v in v1.global_variables()], len(op.control_inputs)
 
-    results = in_both(model)
-    assert results[REFERENCE][0] == ("ok", (["w:0"], 0))
-    assert results[OURS][0] == ("ok", (["w:0", "w/ExponentialMovingAverage:0"], 1))
+    results = differential(model, builds=(REFERENCE, OURS))
+    assert results[REFERENCE].outcome == ("ok", (["w:0"], 0))
+    assert results[OURS].outcome == ("ok", (["w:0", "w/ExponentialMovingAverage:0"], 1))
 
 
 # ---------------------------------------------------------------------------
@@ -1104,31 +1015,31 @@ def amv_case_id(case):
 @pytest.fixture(scope="module")
 def amv_runs():
     """Both assign_moving_average through AMV_STEPS updates of every AMV case: {impl: {variable: values}}."""
-    runs = {}
-    for label, (_, amv) in IMPLEMENTATIONS.items():
-        with tf.Graph().as_default() as g:
-            feeds, updates = {}, []
-            for i, case in enumerate(AMV_CASES):
-                dtype, decay_kind, zero_debias, kind = case
-                name = amv_case_id(case)
-                initial = S.random_sequence(300 + i, dtype, (3,), 1)[0]
-                var = v1.Variable(initial, name=name, trainable=False, use_resource=(kind == "resource"))
-                feeds[name] = v1.placeholder(var.dtype.base_dtype, [3])
-                updates.append(amv(var, feeds[name], AMV_DECAYS[decay_kind](), zero_debias=zero_debias))
-            variables = {v.op.name: v for v in v1.global_variables()}
-            history = {name: [] for name in variables}
-            with v1.Session(graph=g) as sess:
-                initialize(sess)
-                for t in range(AMV_STEPS):
-                    feed = {
-                        ph: S.random_sequence(i, AMV_CASES[i][0], (3,), AMV_STEPS)[t]
-                        for i, ph in enumerate(feeds.values())
-                    }
-                    sess.run(updates, feed)  # each update touches only its own variables
-                    for name, value in sess.run(variables).items():
-                        history[name].append(value)
-        runs[label] = {name: np.stack(values) for name, values in history.items()}
-    return runs
+
+    def program(cls, amv):
+        feeds, updates = {}, []
+        for i, case in enumerate(AMV_CASES):
+            dtype, decay_kind, zero_debias, kind = case
+            name = amv_case_id(case)
+            initial = S.random_sequence(300 + i, dtype, (3,), 1)[0]
+            var = v1.Variable(initial, name=name, trainable=False, use_resource=(kind == "resource"))
+            feeds[name] = v1.placeholder(var.dtype.base_dtype, [3])
+            updates.append(amv(var, feeds[name], AMV_DECAYS[decay_kind](), zero_debias=zero_debias))
+        variables = {v.op.name: v for v in v1.global_variables()}
+        history = {name: [] for name in variables}
+        with v1.Session() as sess:
+            initialize(sess)
+            for t in range(AMV_STEPS):
+                feed = {
+                    ph: S.random_sequence(i, AMV_CASES[i][0], (3,), AMV_STEPS)[t]
+                    for i, ph in enumerate(feeds.values())
+                }
+                sess.run(updates, feed)  # each update touches only its own variables
+                for name, value in sess.run(variables).items():
+                    history[name].append(value)
+        return {name: np.stack(values) for name, values in history.items()}
+
+    return build_each(program)
 
 
 @pytest.mark.parametrize("case", AMV_CASES, ids=[amv_case_id(c) for c in AMV_CASES])
@@ -1140,7 +1051,7 @@ def test_assign_moving_average_bit_for_bit(amv_runs, case):
     mine = sorted(k for k in ref if k == name or k.startswith(name + "/"))
     assert len(mine) == (3 if case[2] else 1)
     for key in mine:
-        S.assert_same_bits(ours[key], ref[key], err_msg=key)
+        assert_bits_equal(ref[key], ours[key], path=key)
 
 
 @pytest.mark.parametrize(
@@ -1164,11 +1075,11 @@ def test_assign_moving_average_decay_cast(dtype, decay, expected):
         with v1.Session() as sess:
             initialize(sess)
             sess.run(update)
-            value = sess.run(var)
-        return value.dtype.name, value.tobytes().hex()
+            return sess.run(var)
 
-    got = assert_same_in_both(model)
-    assert got == ("ok", (np.dtype(dtype).name, np.asarray(expected, dtype).tobytes().hex()))
+    status, got = assert_same_as_tf1(model)
+    assert status == "ok"
+    assert_bits_equal(np.asarray(expected, dtype), got)
 
 
 # ---------------------------------------------------------------------------
@@ -1180,35 +1091,33 @@ def test_assign_moving_average_decay_cast(dtype, decay, expected):
 @given(S.ema_problems(max_steps=10), st.booleans(), st.sampled_from(["resource", "ref", "tensor"]))
 def test_random_problems_match_the_reference(problem, zero_debias, kind):
     """For random dtype, shape, decay, step counters and values, every variable is bit-identical to the reference's."""
-    results = []
-    for cls, _ in IMPLEMENTATIONS.values():
-        with tf.Graph().as_default() as g:
-            dtype = tf.as_dtype(problem["initial"].dtype)
-            value = v1.placeholder(dtype, problem["shape"], name="value")
-            if kind == "tensor":
-                averaged, assign = value, tf.no_op()
-            else:
-                averaged = v1.Variable(problem["initial"], name="w", use_resource=(kind == "resource"))
-                assign = v1.assign(averaged, value)
-            step = v1.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            step_in = v1.placeholder(tf.int64, [])
-            set_step = v1.assign(step, step_in)
-            with_step = problem["num_updates"] is not None
-            ema = cls(problem["decay"], num_updates=step if with_step else None, zero_debias=zero_debias)
-            update = ema.apply([averaged])
-            variables = {v.op.name: v for v in v1.global_variables()}
-            history = []
-            with v1.Session(graph=g) as sess:
-                initialize(sess)
-                for i, x in enumerate(problem["values"]):
-                    sess.run([assign, set_step], {value: x, step_in: problem["num_updates"][i] if with_step else 0})
-                    sess.run(update, {value: x})
-                    history.append(sess.run(variables))
-        results.append(history)
-    for mine, theirs in zip(*results):
-        assert sorted(mine) == sorted(theirs)
-        for name in theirs:
-            S.assert_same_bits(mine[name], theirs[name], err_msg=name)
+
+    def program(cls, amv):
+        dtype = tf.as_dtype(problem["initial"].dtype)
+        value = v1.placeholder(dtype, problem["shape"], name="value")
+        if kind == "tensor":
+            averaged, assign = value, tf.no_op()
+        else:
+            averaged = v1.Variable(problem["initial"], name="w", use_resource=(kind == "resource"))
+            assign = v1.assign(averaged, value)
+        step = v1.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        step_in = v1.placeholder(tf.int64, [])
+        set_step = v1.assign(step, step_in)
+        with_step = problem["num_updates"] is not None
+        ema = cls(problem["decay"], num_updates=step if with_step else None, zero_debias=zero_debias)
+        update = ema.apply([averaged])
+        variables = {v.op.name: v for v in v1.global_variables()}
+        history = []
+        with v1.Session() as sess:
+            initialize(sess)
+            for i, x in enumerate(problem["values"]):
+                sess.run([assign, set_step], {value: x, step_in: problem["num_updates"][i] if with_step else 0})
+                sess.run(update, {value: x})
+                history.append(sess.run(variables))
+        return history
+
+    results = build_each(program)
+    assert_bits_equal(results[REFERENCE], results[OURS], path="history")
 
 
 # ---------------------------------------------------------------------------
@@ -1313,13 +1222,19 @@ def eager_runs():
     return runs
 
 
+def _arrays(dumped):
+    """The script's output with every ``dump`` (a [dtype, shape, hex] bits record) decoded into its array."""
+    if isinstance(dumped, list) and len(dumped) == 3 and isinstance(dumped[0], str) and isinstance(dumped[2], str):
+        return from_bits_record(dumped)
+    return [_arrays(x) for x in dumped] if isinstance(dumped, list) else dumped
+
+
 @pytest.mark.slow
 def test_eager_values_equal_the_reference(eager_runs):
     """In eager mode shadows of tf.Variables (all four dtypes, step counter, decay Variable) match bit for bit."""
     ours, ref = eager_runs[OURS]["values"], eager_runs[REFERENCE]["values"]
     assert len(ours) == len(ref) == 80
-    for step, (mine, theirs) in enumerate(zip(ours, ref)):
-        assert mine == theirs, "step %d" % step
+    assert_bits_equal(_arrays(ref), _arrays(ours), path="eager values")
 
 
 @pytest.mark.slow
@@ -1378,7 +1293,7 @@ def _train(sess, model, steps, seed):
 
 def _train_and_save(cls, path):
     """Trains the checkpoint model with ``cls`` and saves every variable; returns {var name: its shadow's value}."""
-    with tf.Graph().as_default() as g:
+    with fresh_graph() as g:
         model = _checkpoint_model(cls)
         with v1.Session(graph=g) as sess:
             initialize(sess)
@@ -1389,7 +1304,7 @@ def _train_and_save(cls, path):
 
 def _restore_averages(cls, path):
     """An evaluation graph: loads the averages into the raw variables through cls.variables_to_restore()."""
-    with tf.Graph().as_default() as g:
+    with fresh_graph() as g:
         step = v1.train.get_or_create_global_step()
         w = v1.Variable(np.zeros((2, 3), np.float32), name="w")
         b = v1.Variable(np.ones(3, np.float64), name="b", use_resource=False)
@@ -1409,9 +1324,7 @@ def test_checkpoint_averages_restore_into_variables(tmp_path, writer, reader):
     restored, step = _restore_averages(IMPLEMENTATIONS[reader][0], tmp_path / "model.ckpt")
     assert step == CHECKPOINT_STEPS
     assert sorted(restored) == ["b", "layer/h", "w"]
-    for name, value in restored.items():
-        assert value.dtype == shadows[name].dtype
-        S.assert_same_bits(value, shadows[name], err_msg=name)
+    assert_bits_equal(shadows, restored, path="restored")
 
 
 def test_checkpoints_hold_the_same_keys_and_values(tmp_path):
@@ -1424,8 +1337,7 @@ def test_checkpoints_hold_the_same_keys_and_values(tmp_path):
         contents[label] = (keys, {k: reader.get_tensor(k) for k, _ in keys})
     assert contents[OURS][0] == contents[REFERENCE][0]
     assert "loss/ExponentialMovingAverage/biased" in contents[OURS][1]
-    for key, value in contents[REFERENCE][1].items():
-        S.assert_same_bits(contents[OURS][1][key], value, err_msg=key)
+    assert_bits_equal(contents[REFERENCE][1], contents[OURS][1], path="checkpoint")
 
 
 @pytest.mark.parametrize("writer, reader", DIRECTIONS, ids=DIRECTION_IDS)
@@ -1434,15 +1346,13 @@ def test_training_resumes_from_the_other_implementations_checkpoint(tmp_path, wr
     _train_and_save(IMPLEMENTATIONS[writer][0], tmp_path / "model.ckpt")
     finals = {}
     for label in (writer, reader):
-        with tf.Graph().as_default() as g:
+        with fresh_graph() as g:
             model = _checkpoint_model(IMPLEMENTATIONS[label][0])
             with v1.Session(graph=g) as sess:
                 v1.train.Saver().restore(sess, str(tmp_path / "model.ckpt"))
                 _train(sess, model, 10, seed=2)
                 finals[label] = {v.op.name: sess.run(v) for v in v1.global_variables()}
-    assert sorted(finals[reader]) == sorted(finals[writer])
-    for name, value in finals[writer].items():
-        S.assert_same_bits(finals[reader][name], value, err_msg=name)
+    assert_bits_equal(finals[writer], finals[reader], path="after resuming")
 
 
 # ---------------------------------------------------------------------------
@@ -1527,7 +1437,7 @@ def test_mirrored_strategy_matches_the_reference():
     assert ours["variables"] == ref["variables"]
     assert ours["shadow"] == ref["shadow"]
     assert ref["shadow"][0] == "MirroredVariable" and len(ref["shadow"][2]) == 2
-    assert ours["values"] == ref["values"]
+    assert_bits_equal(ref["values"], ours["values"], path="values")
     # Both replicas hold the same average, and the replica-context update used the MEAN of the values.
     shadow, avg, _ = ref["values"][0]
     assert shadow[0] == shadow[1] and avg[0] == avg[1] == [0.75, 1.25]
@@ -1552,7 +1462,7 @@ def test_subnormal_results_flush_to_zero_in_both(dtype, value):
             sess.run(update)
             return float(sess.run(ema.average(var)))
 
-    assert assert_same_in_both(model) == ("ok", 0.0)
+    assert assert_same_as_tf1(model) == ("ok", 0.0)
 
 
 def test_bfloat16_debiasing_with_decay_near_one_is_nan_in_both():
@@ -1567,4 +1477,4 @@ def test_bfloat16_debiasing_with_decay_near_one_is_nan_in_both():
             sess.run(update, {x: np.array([0.0, 1.0], _math.as_dtype("bfloat16"))})
             return [str(v) for v in sess.run(ema.average(x)).astype(np.float32)]
 
-    assert assert_same_in_both(model) == ("ok", ["nan", "inf"])
+    assert assert_same_as_tf1(model) == ("ok", ["nan", "inf"])

@@ -42,6 +42,7 @@ from fast_path_harness import (  # noqa: F401 - fixtures and xfail conditions ar
     names,
     twin,
 )
+from tf1_ema import _update_op
 
 v1 = tf.compat.v1
 
@@ -382,6 +383,68 @@ def test_two_emas_overlapping_applies_and_an_average_of_an_average(mode):
     assert_fast_path(stock, fast, *[FUSED_TYPE[mode]] * 4)
 
 
+def _shadow_in_its_own_update(cls, chain):
+    w = v1.get_variable("w", [64], initializer=v1.random_normal_initializer(seed=3))
+    h = v1.get_variable("h", [64], initializer=v1.random_normal_initializer(seed=4), dtype=tf.float16)
+    ema = cls(0.7)
+    first = ema.apply([w, h])
+    listed = [w, ema.average(w), h, ema.average(h)]
+    second = ema.apply(listed)  # the shadows of w and h are values of this update too
+    if chain:
+        listed.append(ema.average(ema.average(w)))
+        second = ema.apply(listed)
+    moves = bump([w, h])
+    history = []
+    with v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        sess.run(first)
+        for _ in range(10):
+            sess.run(moves)
+            sess.run(second)
+            history.append(sess.run([ema.average(v) for v in listed]))
+    return {"values": history, "fused": fused_ops()}
+
+
+@pytest.mark.parametrize("chain", [False, True], ids=["shadow-of-shadow", "chain-of-three"])
+def test_a_shadow_that_is_also_a_value_in_the_same_update_reads_the_old_shadow(mode, chain):
+    """ema.apply([w, ema.average(w)]) after ema.apply([w]) reads the old shadow of w as TF1 does, for ten updates."""
+    if mode == "tf1":
+        # Measured: TF1's own graph races there (a ref shadow's `read` aliases the buffer
+        # AssignSub writes in place), giving other bits from run to run; ours reads the old shadow.
+        pytest.skip("TF1 itself is not deterministic for the shadow of a ref-variable shadow")
+    stock, fast = twin(_shadow_in_its_own_update, chain)
+    assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
+
+
+def _shadow_in_its_own_update_with_rules():
+    w = v1.get_variable("w", [64], initializer=v1.random_normal_initializer(seed=3))
+    x = v1.get_variable("x", [64], initializer=v1.random_normal_initializer(seed=4))
+    ema = FAST(0.7, rules=[("ExponentialMovingAverage$|^x$", 0.5), (".*", 0.7)])
+    first = ema.apply([w, x])
+    second = ema.apply([w, ema.average(w)])  # two rules: the shadow's update and its reader are apart
+    moves = bump([w])
+    history = []
+    with v1.Session() as sess:
+        sess.run(v1.global_variables_initializer())
+        sess.run(first)
+        for _ in range(10):
+            sess.run(moves)
+            sess.run(second)
+            history.append(sess.run([ema.average(w), ema.average(ema.average(w))]))
+    return {"values": history, "fused": fused_ops()}
+
+
+def test_a_shadow_read_by_another_rules_update_reads_the_old_shadow(monkeypatch):
+    """With per-variable rules the shadow of a shadow still reads the old shadow, as TF1's own ops (TF1_EMA_FAST=0) do."""
+    expected = ["Tf1EmaUpdateByName"] * 3 if fused_update_expected() else []  # two rules, then the writer's
+    with behaviour("tf2-graph"):
+        fast = in_fresh_graph(lambda cls: _shadow_in_its_own_update_with_rules(), FAST)
+        monkeypatch.setenv(_update_op.FAST_ENV, "0")
+        slow = in_fresh_graph(lambda cls: _shadow_in_its_own_update_with_rules(), FAST)
+    assert_bits_equal(slow, {**fast, "fused": slow["fused"]})
+    assert (slow["fused"], fast["fused"]) == ([], expected)
+
+
 # ---------------------------------------------------------------------------
 # Adam on ref and resource variables at once, in an AUTO_REUSE scope
 # ---------------------------------------------------------------------------
@@ -682,8 +745,8 @@ def _imported(exported, scope, container=""):
 def test_imported_meta_graph_runs_the_ema_op_like_tf1(mode, scope):
     """A MetaGraph exported after apply(), imported (also under an import scope) and run, updates like TF1's."""
     stock, fast = (_imported(e, scope) for e in twin(_exported))
-    assert_bits_equal(stock, {**fast, "fused": stock["fused"]})
-    assert_fast_path(stock, fast, FUSED_TYPE[mode])
+    assert_bits_equal(stock, fast)
+    assert_fast_path(stock, fast)  # exported with TensorFlow's ops for the update
 
 
 @modes()

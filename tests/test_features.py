@@ -8,7 +8,6 @@ the first section pins that. Distribution is in ``test_distribute.py``.
 """
 
 import math
-import re
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import strategies as S
+from harness import STOCK, assert_bits_equal, fresh_graph, normalized_graph_def, reference_graph
 from tf1_ema import ExponentialMovingAverage, _math
 
 v1 = tf.compat.v1
@@ -24,19 +24,9 @@ v1 = tf.compat.v1
 NEW_ARGS = ("shadow_dtype", "half_life", "step", "start_step", "update_every", "inv_gamma", "power", "min_decay", "rules")
 
 
-def normalized_graph_def(graph) -> str:
-    """The GraphDef as text, cond-branch function uids replaced, library functions sorted."""
-    graph_def = graph.as_graph_def()
-
-    def norm(x):
-        return re.sub(r'(name: "[^"]*_(?:true|false))_\d+"', r'\1_UID"', str(x))
-
-    return "".join(norm(n) for n in graph_def.node) + "".join(sorted(norm(f) for f in graph_def.library.function))
-
-
 def build_graph(ema_class, dtypes=("float32", "float16", "float64"), **kwargs):
     """A graph with one variable per dtype, a tensor, and two apply() calls; returns it normalized."""
-    with tf.Graph().as_default() as g:
+    with fresh_graph() as g:
         step = v1.train.get_or_create_global_step()
         variables = [v1.Variable(np.ones(2, _math.as_dtype(d)), name="w_" + d) for d in dtypes]
         ref = v1.Variable(1.0, use_resource=False, name="ref")
@@ -53,22 +43,22 @@ def build_graph(ema_class, dtypes=("float32", "float16", "float64"), **kwargs):
 # ---------------------------------------------------------------------------
 
 
-def test_explicit_default_arguments_build_the_reference_graph(monkeypatch):
+def test_explicit_default_arguments_build_the_reference_graph():
     """Every new keyword at its default (None) builds the graph of no keywords; TF1_EMA_FAST=0 TF1's, op for op."""
     with_defaults = lambda *a, **k: ExponentialMovingAverage(*a, **k, **{n: None for n in NEW_ARGS})  # noqa: E731
     assert build_graph(with_defaults) == build_graph(ExponentialMovingAverage)
-    monkeypatch.setenv("TF1_EMA_FAST", "0")
-    assert build_graph(with_defaults) == build_graph(v1.train.ExponentialMovingAverage)
+    with reference_graph():
+        assert build_graph(with_defaults) == build_graph(STOCK)
 
 
-def test_float32_shadow_dtype_leaves_float32_and_float64_variables_alone(monkeypatch):
+def test_float32_shadow_dtype_leaves_float32_and_float64_variables_alone():
     """shadow_dtype=tf.float32 changes nothing in a graph without float16/bfloat16 variables."""
     dtypes = ("float32", "float64")
     ours = build_graph(ExponentialMovingAverage, dtypes, shadow_dtype=tf.float32)
     assert ours == build_graph(ExponentialMovingAverage, dtypes)
-    monkeypatch.setenv("TF1_EMA_FAST", "0")
-    ours = build_graph(ExponentialMovingAverage, dtypes, shadow_dtype=tf.float32)
-    assert ours == build_graph(v1.train.ExponentialMovingAverage, dtypes)
+    with reference_graph():
+        ours = build_graph(ExponentialMovingAverage, dtypes, shadow_dtype=tf.float32)
+        assert ours == build_graph(STOCK, dtypes)
 
 
 def test_new_arguments_are_keyword_only():
@@ -152,7 +142,7 @@ def test_copy_phase_in_the_oracle_is_an_exact_copy():
     """Before start_step the oracle's shadow is the value itself, even where shadow - (shadow - value) would round."""
     values = [np.float32(1e-10), np.float32(3.0)]
     got = _math.ema_sequence(np.float32(1.0), values, 0.0, steps=[0, 1], start_step=5)
-    np.testing.assert_array_equal(got, np.asarray(values))
+    assert_bits_equal(np.asarray(values), got)
     assert _math.ema_sequence(np.float32(1.0), values[:1], 0.0)[0] != values[0]  # why copy is not decay 0
 
 
@@ -265,7 +255,7 @@ def test_scheduled_shadows_follow_the_oracle(schedule_grid, schedule, kind):
     )
     assert shadows.dtype == expected.dtype
     if not zero_debias:
-        np.testing.assert_array_equal(shadows, expected)
+        assert_bits_equal(expected, shadows)
     else:
         # The debias divisor goes through pow, whose last bit differs between TF and NumPy.
         rtol = 4 * S.eps(shadow_np_dtype.name) * DECAY / (1 - DECAY)
@@ -289,11 +279,11 @@ def test_schedules_float32_shadows_and_rules_run_in_eager_mode():
         values.append(var.numpy())
         ema.apply([var, stat])
         shadows.append(ema.average(var).numpy())
-        np.testing.assert_array_equal(ema.average(stat).numpy(), stat.numpy())
+        assert_bits_equal(stat.numpy(), ema.average(stat).numpy())
     expected = _math.ema_sequence(
         np.float32([1.0, -2.0]), values, 0.8, steps=list(range(8)), start_step=2, update_every=2, inv_gamma=1.0, power=1.0
     )
-    np.testing.assert_array_equal(np.stack(shadows), expected)
+    assert_bits_equal(expected, np.stack(shadows))
 
 
 def test_start_step_copies_bit_for_bit(session):
@@ -458,9 +448,9 @@ def test_rules_update_every_variable_with_its_own_decay_in_one_grouped_op(sessio
     decays = {"dense/kernel": 0.5, "dense/bias": 0.5, "dense_1/kernel": 0.9, "bn/gamma": 0.99, "embedding": 0.0}
     for name, decay in decays.items():
         expected = _math.ema_sequence(initial[name], [new[name]], decay)[-1]
-        np.testing.assert_array_equal(session.run(ema.average(variables[name])), expected)
+        assert_bits_equal(expected, session.run(ema.average(variables[name])))
     for name in ("bn/moving_mean", "bn/moving_variance"):
-        np.testing.assert_array_equal(session.run(ema.average(variables[name])), new[name])
+        assert_bits_equal(new[name], session.run(ema.average(variables[name])))
 
 
 def test_copy_rule_is_an_exact_copy(session):
@@ -524,8 +514,8 @@ def test_rules_round_trip_through_a_checkpoint(tmp_path):
             v1.train.Saver(ema.variables_to_restore()).restore(sess, path)
             restored = sess.run(variables)
     for name, value in restored.items():
-        np.testing.assert_array_equal(value, averaged.get(name, trained[name]))
-    np.testing.assert_array_equal(restored["frozen/table"], trained["frozen/table"])
+        assert_bits_equal(averaged.get(name, trained[name]), value)
+    assert_bits_equal(trained["frozen/table"], restored["frozen/table"])
 
 
 def test_rule_matching_no_variable_raises_at_apply_naming_it(graph):

@@ -22,12 +22,6 @@ HAS_SCHEDULES = "rules" in inspect.signature(ExponentialMovingAverage).parameter
 needs_schedules = pytest.mark.skipif(not HAS_SCHEDULES, reason="this ExponentialMovingAverage has no schedules/rules")
 
 
-@pytest.fixture
-def graph():
-    with tf.Graph().as_default() as g:
-        yield g
-
-
 # ---------------------------------------------------------------------------
 # describe()
 # ---------------------------------------------------------------------------

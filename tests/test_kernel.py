@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import unittest
@@ -17,6 +18,7 @@ import zipfile
 
 import jupyter_kernel_test
 import nbformat
+import py2_golden
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import start_new_kernel
@@ -70,16 +72,19 @@ def test_shipped_kernel_json_points_four_levels_up_to_the_prefix():
 
 
 def test_install_and_remove_under_a_prefix(tmp_path):
-    """install(prefix=P) writes an absolute-interpreter spec under P, and remove(prefix=P) deletes it."""
+    """install(prefix=P) writes absolute-interpreter tf1-ema and tf1-ema-py2 specs under P; remove(prefix=P) deletes both."""
     path = kernelspec.install(prefix=str(tmp_path))
     assert path == str(tmp_path / "share" / "jupyter" / "kernels" / "tf1-ema")
     with open(os.path.join(path, "kernel.json"), encoding="utf-8") as f:
         spec = json.load(f)
     assert spec["argv"] == [os.path.abspath(sys.executable), "-m", "tf1_ema.kernel", "-f", "{connection_file}"]
     assert spec["display_name"] == "Python 3 (TF1 graph mode)"
+    with open(os.path.join(os.path.dirname(path), "tf1-ema-py2", "kernel.json"), encoding="utf-8") as f:
+        py2_spec = json.load(f)
+    assert py2_spec["argv"] == spec["argv"] and py2_spec["env"] == {"TF1_EMA_PY2": "1"}
     assert kernelspec.install(prefix=str(tmp_path)) == path  # replaces, does not fail
     assert kernelspec.remove(prefix=str(tmp_path)) == path
-    assert not os.path.exists(path)
+    assert not os.path.exists(path) and not os.path.exists(os.path.join(os.path.dirname(path), "tf1-ema-py2"))
     with pytest.raises(FileNotFoundError, match="no tf1-ema kernelspec"):
         kernelspec.remove(prefix=str(tmp_path))
 
@@ -134,7 +139,7 @@ def test_kernelspec_module_does_not_import_tensorflow():
 
 
 def test_wheel_ships_the_kernelspec_as_shared_data_and_the_sanitize_file(tmp_path):
-    """The built wheel installs kernel.json to share/jupyter/kernels/tf1-ema and carries nbval_sanitize.cfg."""
+    """The built wheel installs kernel.json to share/jupyter/kernels/tf1-ema (and tf1-ema-py2) and carries nbval_sanitize.cfg."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
@@ -146,6 +151,8 @@ def test_wheel_ships_the_kernelspec_as_shared_data_and_the_sanitize_file(tmp_pat
         data = [n for n in names if n.endswith(".data/data/share/jupyter/kernels/tf1-ema/kernel.json")]
         assert len(data) == 1, sorted(names)
         assert json.loads(archive.read(data[0]))["argv"][0] == "{resource_dir}/../../../../bin/python"
+        (py2,) = [n for n in names if n.endswith(".data/data/share/jupyter/kernels/tf1-ema-py2/kernel.json")]
+        assert json.loads(archive.read(py2))["env"] == {"TF1_EMA_PY2": "1"}
     assert "tf1_ema/nbval_sanitize.cfg" in names
 
 
@@ -207,6 +214,8 @@ _CELLS = [
         "print(sorted(v.op.name for v in tf.trainable_variables() if v.op.name.startswith('dense')))",
         "['dense/bias', 'dense/kernel']\n",
     ),
+    ('print 7 / 2, "x".encode("ascii")', "3 x\n"),
+    ("print(7 / 2, b'x')", "3.5 b'x'\n"),
 ]
 
 
@@ -228,7 +237,10 @@ def _stdout(cell) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "index", range(len(_CELLS)),
-    ids=["tf1-namespace", "py2-print", "py2-print-after-magic", "numpy-1.25-print", "walkthrough", "tf-layers"],
+    ids=[
+        "tf1-namespace", "py2-print", "py2-print-after-magic", "numpy-1.25-print", "walkthrough", "tf-layers",
+        "py2-cell-detected", "py3-cell-untouched",
+    ],
 )
 def test_cell_prints_what_tf1_printed(executed_notebook, index):
     """Each probe cell, run in the tf1-ema kernel via nbclient, prints exactly what it printed under TF1."""
@@ -262,7 +274,8 @@ _NP113_CELLS = [
     ("x", "", "array([ 0.33333334,  0.66666669,  1.        ], dtype=float32)"),
     ("[np.float32(4.555), np.float64(0.1)]", "", "[4.5549998, 0.10000000000000001]"),
     ("np.float32(1/3)", "", "0.33333334"),
-    ("print np.float32(1/3), np.float32([1e-5, 1.0])", "0.333333 [  9.99999975e-06   1.00000000e+00]\n", None),
+    # A Python 2 cell: `1.0 / 3`, since its `1 / 3` is 0 as in Python 2.
+    ("print np.float32(1.0 / 3), np.float32([1e-5, 1.0])", "0.333333 [  9.99999975e-06   1.00000000e+00]\n", None),
 ]
 
 
@@ -295,6 +308,109 @@ def test_numpy_113_cells_print_and_display_numpy113_text(np113_notebook, index):
     assert _stdout(cell) == stdout
     results = [o["data"]["text/plain"] for o in cell.outputs if o["output_type"] == "execute_result"]
     assert results == ([shown] if shown is not None else [])
+
+
+# ---------------------------------------------------------------------------
+# Python 2 notebooks: one kernel with TF1_EMA_PY2=1 (what tf1-ema-py2 sets)
+# ---------------------------------------------------------------------------
+
+_PY2_DISPLAY = [
+    ('sess.run(tf.constant("Hello"))', "'Hello'"),
+    ("['a'.encode('ascii'), 7 / 2]", "['a', 3]"),
+    ("set([1])", "{1}"),
+]
+_PY2_TRACEBACK = "from urllib import urlencode, urlretrieve\nx = reduce(max, [1, 2])\n\ny = x / 0\n"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _execute(client, code: str) -> dict:
+    """Runs one cell; returns its stdout, displayed text/plain and error traceback (ANSI stripped)."""
+    result = {"stdout": "", "display": None, "error": None}
+
+    def on_output(msg):
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "stream" and content["name"] == "stdout":
+            result["stdout"] += content["text"]
+        elif kind == "execute_result":
+            result["display"] = content["data"]["text/plain"]
+        elif kind == "error":
+            result["error"] = _ANSI.sub("", "\n".join(content["traceback"]))
+
+    def on_input(msg):
+        client.input(py2_golden.STDIN.rstrip("\n"))
+
+    client.execute_interactive(code, allow_stdin=True, output_hook=on_output, stdin_hook=on_input, timeout=TIMEOUT)
+    return result
+
+
+@pytest.fixture(scope="module")
+def py2_kernel_results():
+    """The golden table, display and traceback probes, one cell each, in one tf1-ema kernel with TF1_EMA_PY2=1."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = dict(os.environ, TF1_EMA_PY2="1")
+    manager, client = start_new_kernel(kernel_name=kernelspec.KERNEL_NAME, startup_timeout=TIMEOUT, env=env)
+    try:
+        results = {"prelude": _execute(client, py2_golden.PRELUDE + py2_golden.TF_PRELUDE)}
+        for name, (source, _, _) in py2_golden.GOLDEN.items():
+            results[name] = _execute(client, source)
+        for index, (source, _) in enumerate(_PY2_DISPLAY):
+            results["display %d" % index] = _execute(client, source)
+        results["traceback"] = _execute(client, _PY2_TRACEBACK)
+        results["open line"] = _execute(client, 'print "a",')
+        results["after open line"] = _execute(client, 'print "b"')
+        # Last: a __future__ import holds for the cells after it.
+        results["future division"] = _execute(client, py2_golden.FUTURE_DIVISION[0])
+        results["after future division"] = _execute(client, "print 7 / 2")
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(py2_golden.GOLDEN))
+def test_golden_table_in_the_py2_kernel(py2_kernel_results, name):
+    """Each golden-table snippet, as a cell of a Python 2 notebook, prints exactly what Python 2.7 printed."""
+    result = py2_kernel_results[name]
+    assert result["error"] is None, result["error"]
+    assert result["stdout"] == py2_golden.GOLDEN[name][1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(len(_PY2_DISPLAY)), ids=[code for code, _ in _PY2_DISPLAY])
+def test_py2_cell_displays_values_as_python2_ipython_did(py2_kernel_results, index):
+    """A translated cell's last value displays with Python 2's str for bytes (sets as IPython showed them)."""
+    assert py2_kernel_results["display %d" % index]["display"] == _PY2_DISPLAY[index][1]
+
+
+@pytest.mark.slow
+def test_py2_cell_traceback_shows_the_cells_own_lines(py2_kernel_results):
+    """An error in a translated cell is reported at the cell's line 4 with its own text, not a helper's."""
+    error = py2_kernel_results["traceback"]["error"]
+    assert "line 4" in error and "y = x / 0" in error and "py2runtime" not in error, error
+    assert "integer division or modulo by zero" in error
+
+
+@pytest.mark.slow
+def test_cell_ending_in_a_trailing_comma_ends_its_line(py2_kernel_results):
+    """`print "a",` as a cell's last print ends the line when the cell ends, as Python 2's IPython did."""
+    assert py2_kernel_results["open line"]["stdout"] == "a\n"
+    assert py2_kernel_results["after open line"]["stdout"] == "b\n"
+
+
+@pytest.mark.slow
+def test_future_division_cell_holds_for_later_cells(py2_kernel_results):
+    """`from __future__ import division` in a cell makes `/` true division there and in later cells."""
+    assert py2_kernel_results["future division"]["stdout"] == py2_golden.FUTURE_DIVISION[1]
+    assert py2_kernel_results["after future division"]["stdout"] == "3.5\n"
+
+
+def test_py2_kernelspec_sets_tf1_ema_py2():
+    """The shipped tf1-ema-py2 kernelspec runs the same kernel module with TF1_EMA_PY2=1."""
+    spec = kernelspec.kernel_spec(py2=True)
+    assert spec["env"] == {"TF1_EMA_PY2": "1"} and spec["argv"][1:3] == ["-m", "tf1_ema.kernel"]
+    assert spec["display_name"] == "Python 2 (TF1 graph mode)"
 
 
 # ---------------------------------------------------------------------------

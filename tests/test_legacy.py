@@ -1,123 +1,250 @@
-"""tf1_ema.legacy: the Python 2 print fixer, the MNIST input_data stand-in, the tf.contrib map.
+"""tf1_ema.legacy: the Python 2 translator, the MNIST input_data stand-in, the tf.contrib map.
 
-The fixer and input_data tests import no TensorFlow; the contrib tests build ops in a
+The translator and input_data tests import no TensorFlow; the contrib tests build ops in a
 private graph (the ``graph``/``session`` fixtures) and leave global state alone.
 """
 
+import ast
+import contextlib
 import gzip
+import io
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import py2_golden
 from conftest import TIMEOUT
-from tf1_ema.legacy import input_data
+from tf1_ema.legacy import era_repr, input_data, py2runtime, py2to3
 from tf1_ema.legacy.errors import ContribRemovedError, LegacyError, MissingDataError
-from tf1_ema.legacy.py2print import fix_print
 
 REPO = Path(__file__).resolve().parents[1]
 
-# ----------------------------------------------------------------------------- py2print
-
-# (Python 2 source, expected Python 3 source). A leading `print x` line makes each
-# snippet invalid Python 3, so the fixer does not short-circuit on valid input.
-PRINT_CASES = {
-    "bare": ("print\n", "print()\n"),
-    "one value": ("print x\n", "print(x)\n"),
-    "several values": ('print "a", b, 3\n', 'print("a", b, 3)\n'),
-    "trailing comma": ("print x,\n", 'print(x, end=" ")\n'),
-    "redirect": ("print >>f, x\n", "print(x, file=f)\n"),
-    "redirect only": ("print >>f\n", "print(file=f)\n"),
-    "redirect, values, trailing comma": (
-        'print >> sys.stderr, "a", b,\n',
-        'print("a", b, end=" ", file=sys.stderr)\n',
-    ),
-    "parenthesised first value": ("print (a), b\n", "print((a), b)\n"),
-    "parenthesised expression": ("print (a) + b\n", "print((a) + b)\n"),
-    "call left alone": ('print ("a", b)\n', 'print ("a", b)\n'),
-    "one-line compound": ("if x: print y; print z\n", "if x: print(y); print(z)\n"),
-    "comment kept": ('print "%d" % n  # count\n', 'print("%d" % n)  # count\n'),
-    "continuation": ('print "a", \\\n    "b"\n', 'print("a", \\\n    "b")\n'),
-    "brackets over lines": ("print [y\n    for y in z]\n", "print([y\n    for y in z])\n"),
-    "indented": ("def f():\n    print x\n    return 1\n", "def f():\n    print(x)\n    return 1\n"),
-    "no final newline": ("print x", "print(x)"),
-    "crlf": ("print x\r\nprint\r\n", "print(x)\r\nprint()\r\n"),
-    "attribute named print": ("obj.print_ = 1\nlog.print\n", "obj.print_ = 1\nlog.print\n"),
-    "conditional expression": ("print a if b else c\n", "print(a if b else c)\n"),
-}
+# ------------------------------------------------------------------------------ py2to3
 
 
-@pytest.mark.parametrize("source, expected", PRINT_CASES.values(), ids=list(PRINT_CASES))
-def test_fix_print_rewrites_python2_statements(source, expected):
-    """Each Python 2 print statement form becomes the equivalent Python 3 call."""
-    prefix = "print x\n"
-    assert fix_print(prefix + source) == "print(x)\n" + expected
+def run_py2(source: str, force=None, stdin: str = py2_golden.STDIN) -> str:
+    """Translates ``source`` when the rule says so, runs it in a fresh namespace, returns stdout."""
+    translation = py2to3.translate(source) if py2to3.decide(source, force) else None
+    namespace = {"__name__": "__py2_test__"}
+    if translation is None:
+        code = compile(source, "<py2>", "exec", dont_inherit=True)
+    else:
+        code = compile(translation.remap(ast.parse(translation.source)), "<py2>", "exec", dont_inherit=True)
+        namespace[py2runtime.HELPER_NAME] = py2runtime.RUNTIME
+    out = io.StringIO()
+    saved = sys.stdin
+    sys.stdin = io.StringIO(stdin)
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(code, namespace)
+    finally:
+        sys.stdin = saved
+    return out.getvalue()
 
 
-@pytest.mark.parametrize("source, expected", PRINT_CASES.values(), ids=list(PRINT_CASES))
-def test_fix_print_keeps_line_count_and_compiles(source, expected):
-    """The fixed source compiles and has exactly as many lines as the original."""
-    fixed = fix_print("print x\n" + source)
-    compile(fixed, "<fixed>", "exec")
-    assert fixed.count("\n") == ("print x\n" + source).count("\n")
+NO_TF_GOLDEN = {name: row for name, row in py2_golden.GOLDEN.items() if not row[2]}
+
+
+@pytest.mark.parametrize("source, expected", [row[:2] for row in NO_TF_GOLDEN.values()], ids=list(NO_TF_GOLDEN))
+def test_golden_snippet_prints_what_python2_printed(source, expected):
+    """Each golden-table snippet, translated and run in-process, prints Python 2.7's output."""
+    assert run_py2(py2_golden.PRELUDE + source, force=True) == expected
+
+
+def test_future_division_keeps_true_division():
+    """`from __future__ import division` leaves `/` as true division, as in Python 2."""
+    source, expected = py2_golden.FUTURE_DIVISION
+    assert run_py2(source, force=True) == expected
+
+
+def test_future_division_from_an_earlier_cell_counts():
+    """A kernel passes futures from earlier cells; `/` then divides truly."""
+    translation = py2to3.translate("print 7 / 2\n", futures={"division"})
+    assert "div(" not in translation.source
 
 
 @pytest.mark.parametrize(
     "source",
     [
         'print("already python 3")\n',
-        "print >>f, x\n",  # valid Python 3 (a tuple expression), so it is not ours to touch
-        "print\n",
+        'print("a", end="")\nprint(1)\n',
         "x = 1  # print y\ns = 'print y'\n",
+        "x = 7 / 2\n",
+        "log = print\nlog(print)\n",
         "",
     ],
-    ids=["call", "shift tuple", "bare name", "print in comment and string", "empty"],
+    ids=["call", "calls", "print in comment and string", "division", "print as a value", "empty"],
 )
-def test_fix_print_returns_valid_python3_unchanged(source):
-    """Source that compiles as Python 3 comes back byte for byte, even when it mentions print."""
-    assert fix_print(source) is source
+def test_python3_source_is_never_translated(source):
+    """Source that compiles as Python 3 is not translated unless translation is forced."""
+    assert not py2to3.decide(source)
+    assert py2to3.decide(source, force=True) and not py2to3.decide(source, force=False)
 
 
-def test_fix_print_leaves_our_own_sources_unchanged():
-    """Every Python 3 file in this repository passes through the fixer untouched."""
+def test_our_own_sources_are_python3():
+    """No module of tf1_ema and no example other than the Python 2 one would be translated."""
     paths = [p for p in REPO.glob("tf1_ema/**/*.py")] + [
         p for p in REPO.glob("examples/*.py") if p.name != "py2_print.py"
     ]
-    assert paths
     for path in paths:
-        source = path.read_text(encoding="utf-8")
-        assert fix_print(source) == source, path
+        assert not py2to3.decide(path.read_text(encoding="utf-8")), path
 
 
-def test_fix_print_respects_print_function_future_import():
-    """A file importing print_function from __future__ is left for the compiler to judge."""
-    source = "from __future__ import (absolute_import,\n    print_function)\nprint x\n"
-    assert fix_print(source) == source
+@pytest.mark.parametrize(
+    "source",
+    ["print >>f, x\n", "print\n", "print [1, 2]\n", "print -1\n", "print (a), b\n", "if x:\n    print [y]\n"],
+    ids=["shift tuple", "bare name", "list", "negative number", "parenthesised first value", "nested"],
+)
+def test_print_statements_that_parse_as_python3_are_python2(source):
+    """A print statement that is valid Python 3 only by accident (a no-op or TypeError there) is translated."""
+    assert py2to3.decide(source)
 
 
-def test_fix_print_leaves_untokenizable_source_alone():
-    """Source the tokenizer cannot read (an unclosed bracket) is returned as it was."""
-    source = "print x\nfoo(\n"
-    assert fix_print(source) == source
+def test_python2_source_is_detected():
+    """A file with Python 2 syntax is translated; one that is neither Python is not."""
+    assert py2to3.decide("print 'x'\n")
+    assert py2to3.decide("try:\n    pass\nexcept E, e:\n    pass\n")
+    assert not py2to3.decide("x = 1\nexcept E, e:\n    print e\n")
+    assert py2to3.translate("foo(\n") is None
 
 
-def test_fix_print_is_idempotent_on_the_py2_example():
-    """Fixing the Python 2 example once yields Python 3 that a second fix leaves unchanged."""
+def test_print_function_import_keeps_python3_print():
+    """With print_function imported, `print("a", 1)` prints `a 1` (not a tuple) even when forced."""
+    assert run_py2('from __future__ import print_function\nprint("a", 1, sep="-")\n', force=True) == "a-1\n"
+
+
+def test_forced_translation_accepts_python3_print_calls():
+    """A forced cell written as Python 3 (keyword arguments to print) still translates and runs."""
+    assert run_py2('print("a", end="!")\nprint(7 / 2)\n', force=True) == "a!3\n"
+
+
+def test_untranslated_python3_print_keeps_python3_text():
+    """Python 3 code keeps Python 3's text for bytes and true division."""
+    assert run_py2("print(b'x', 7 / 2)\n") == "b'x' 3.5\n"
+
+
+def test_line_numbers_stay_the_users_where_a_fixer_adds_lines():
+    """Lines a fixer inserts (imports for reduce and urllib names) do not shift the user's line numbers."""
+    source = "from urllib import urlencode, urlretrieve\nx = reduce(max, [1, 2])\n\ny = 1 / 0\n"
+    translation = py2to3.translate(source)
+    assert translation.source.count("\n") > source.count("\n")
+    code = compile(translation.remap(ast.parse(translation.source)), "<py2>", "exec")
+    namespace = {py2runtime.HELPER_NAME: py2runtime.RUNTIME}
+    with pytest.raises(ZeroDivisionError) as info:
+        exec(code, namespace)
+    (frame,) = [f for f in traceback.extract_tb(info.value.__traceback__) if f.filename == "<py2>"]
+    assert frame.lineno == 4
+
+
+def test_translation_keeps_line_count_for_common_forms():
+    """Print, dict, except and division fixes change no line count, so every line maps to itself."""
+    source = 'print "a",\nd = {}\nfor k in d.iterkeys(): print k / 2\ntry:\n    pass\nexcept E, e:\n    print >>f, e\n'
+    translation = py2to3.translate(source)
+    assert translation.source.count("\n") == source.count("\n")
+    assert translation.line_map[1 : source.count("\n") + 1] == list(range(1, source.count("\n") + 1))
+
+
+def test_builtins_the_code_binds_itself_are_not_redirected():
+    """A module that defines its own `round` (or names a variable `file`) keeps calling its own."""
+    source = "def round(x):\n    return 'mine'\nfile = 'f.txt'\nprint round(2.5), file\n"
+    assert run_py2(source, force=True) == "mine f.txt\n"
+
+
+def test_mixed_tab_and_space_indentation_runs_as_python2_counted_it():
+    """A block indented with spaces on one line and a tab on the next (8 columns) runs, as in Python 2."""
+    source = "if True:\n        x = 'a\\tb'\n\tprint x\n"
+    assert run_py2(source) == "a\tb\n"
+
+
+def test_builtins_used_as_values_are_still_redirected_where_called():
+    """`map(str, xs)` elsewhere in a module does not stop `str(b)` from giving Python 2's text."""
+    source = "names = map(str, [1, 2])\nb = 'x'.encode('ascii')\nprint str(b) + '!', names\n"
+    assert run_py2(source, force=True) == "x! ['1', '2']\n"
+
+
+def test_python2_print_in_the_numpy_113_era_uses_both_formatters():
+    """Translated code's print shows NumPy 1.13's scalars and Python 2's byte strings in one list."""
+    from tf1_ema.legacy import np113print
+
+    era_repr.register("numpy-1.13", np113print.ERA_TYPES, np113print.era_formatter)
+    try:
+        source = "import numpy as np\nprint [np.float32(4.555), 'a'.encode('ascii')], np.float32(4.555)\n"
+        assert run_py2(source) == "[4.5549998, 'a'] 4.555\n"
+    finally:
+        era_repr.unregister("numpy-1.13")
+
+
+def test_py2_example_translates_and_compiles():
+    """The Python 2 example translates into valid Python 3."""
     source = (REPO / "examples" / "py2_print.py").read_text(encoding="utf-8")
-    fixed = fix_print(source)
-    assert fixed != source
-    compile(fixed, "py2_print.py", "exec")
-    assert fix_print(fixed) == fixed
+    assert py2to3.decide(source)
+    compile(py2to3.translate(source).source, "py2_print.py", "exec")
 
 
-def test_fix_print_only_touches_print():
-    """Other Python 2 syntax (`except E, e`) is left for the compiler to report."""
-    fixed = fix_print("try:\n    pass\nexcept E, e:\n    print e\n")
-    assert fixed == "try:\n    pass\nexcept E, e:\n    print(e)\n"
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [(7, 2, 3), (-7, 2, -4), (7.0, 2, 3.5), (True, 1, 1), (7, 2.0, 3.5), (1, 0.5, 2.0)],
+)
+def test_old_div_floors_only_integers(a, b, expected):
+    """old_div is `//` for two integers and `/` otherwise, and returns the same type Python 2 did."""
+    result = py2runtime.old_div(a, b)
+    assert result == expected and type(result) is type(expected)
 
+
+def test_old_div_on_numpy_values():
+    """NumPy integer scalars and arrays floor; float arrays divide truly."""
+    assert py2runtime.old_div(np.int64(7), 2) == 3
+    np.testing.assert_array_equal(py2runtime.old_div(np.arange(4), 2), [0, 0, 1, 1])
+    np.testing.assert_array_equal(py2runtime.old_div(np.arange(4.0), 2), [0, 0.5, 1, 1.5])
+    assert py2runtime.old_div(np.arange(4), 2).dtype.kind == "i"
+
+
+def test_old_div_asks_python2_div_methods():
+    """An object with Python 2's `__div__`/`__rdiv__` (TF1's Tensor) is divided through them."""
+
+    class Old:
+        def __div__(self, other):
+            return "div"
+
+        def __rdiv__(self, other):
+            return "rdiv"
+
+    assert py2runtime.old_div(Old(), 2) == "div" and py2runtime.old_div(2, Old()) == "rdiv"
+
+
+def test_py2_text_of_values():
+    """Bytes print bare alone and quoted inside containers; recursion shows [...]."""
+    loop = [b"x"]
+    loop.append(loop)
+    assert py2runtime.py2_text(b"Hello") == "Hello"
+    assert py2runtime.py2_text([b"a", b"b"]) == "['a', 'b']"
+    assert py2runtime.py2_text({b"k": (b"v",)}) == "{'k': ('v',)}"
+    assert py2runtime.py2_text(loop) == "['x', [...]]"
+    assert py2runtime.py2_text(b"it's") == "it's" and py2runtime.py2_text([b"it's"]) == '["it\'s"]'
+
+
+def test_era_repr_formatters_are_tagged_and_ordered():
+    """A tagged formatter applies only with its tag and then before untagged ones; latest first; None declines."""
+    try:
+        era_repr.register("test-int", int, lambda x, mode: "<%d %s>" % (x, mode), tag="test")
+        assert era_repr.render([1], tags={"test"}) == "[<1 repr>]"
+        assert era_repr.render(1, tags={"test"}) == "<1 str>"
+        assert era_repr.render([1]) == "[1]"
+        era_repr.register("test-int-2", int, lambda x, mode: None if x else "zero")
+        era_repr.register("test-int-3", int, lambda x, mode: None if x else "nil")
+        assert era_repr.render((0, 1), tags={"test"}) == "(<0 repr>, <1 repr>)"
+        assert era_repr.render((0, 1)) == "(nil, 1)"
+        assert not era_repr.needs_render(["a"], tags={"test"})
+    finally:
+        era_repr.unregister("test-int")
+        era_repr.unregister("test-int-2")
+        era_repr.unregister("test-int-3")
+    assert era_repr.render([1], tags={"test"}) == "[1]"
 
 # --------------------------------------------------------------------------- input_data
 
@@ -239,7 +366,7 @@ def test_legacy_and_cli_import_without_tensorflow():
     """The fixers, input_data, the contrib map and the CLI parser load without TensorFlow."""
     code = (
         "import sys\n"
-        "import tf1_ema.legacy.py2print, tf1_ema.legacy.input_data, tf1_ema.legacy.contrib\n"
+        "import tf1_ema.legacy.py2to3, tf1_ema.legacy.input_data, tf1_ema.legacy.contrib\n"
         "import tf1_ema.legacy.tf_examples, tf1_ema.runner, tf1_ema.v1, tf1_ema.cli\n"
         "tf1_ema.cli.build_parser()\n"
         "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)\n"

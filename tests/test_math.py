@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from conftest import TIMEOUT
 import strategies as S
+from bit_rule import assert_bits_equal
 from tf1_ema import _math
 
 PROPERTY = settings(max_examples=50, deadline=None)
@@ -55,7 +56,7 @@ def test_walkthrough_sequence_prints_as_tf1_printed_it():
     """The README walkthrough: w1=3 at step 0 then at step 10000 gives 2.6999998 then 2.7029998 (float32)."""
     shadows = _math.ema_sequence(np.float32(0.0), [3.0, 3.0], 0.99, num_updates=[0, 10_000])
     assert shadows.dtype == np.float32
-    np.testing.assert_array_equal(shadows, np.array([2.6999998, 2.7029998], np.float32))
+    assert_bits_equal(np.array([2.6999998, 2.7029998], np.float32), shadows)
     assert [str(s) for s in shadows] == ["2.6999998", "2.7029998"]
 
 
@@ -95,7 +96,7 @@ def test_ema_step_rounds_every_operation_to_the_shadow_dtype(dtype):
     expected = np.array([t(s - t(t(s - v) * k)) for s, v in zip(shadow, value)], _math.as_dtype(dtype))
     got = _math.ema_step(shadow, value, k)
     assert got.dtype == _math.as_dtype(dtype)
-    np.testing.assert_array_equal(got, expected)
+    assert_bits_equal(expected, got)
 
 
 def test_debias_factor_is_one_minus_decay_to_the_local_step():
@@ -111,9 +112,9 @@ def test_debias_step_first_update_recovers_the_value():
     k = _math.one_minus_decay(0.9, "float32")
     value = np.array([4.0, -2.0], np.float32)
     shadow, biased, step = _math.debias_step(np.zeros(2, np.float32), np.float32(0), value, k)
-    np.testing.assert_array_equal(biased, value * k)
+    assert_bits_equal(value * k, biased)
     assert step == np.float32(1) and step.dtype == np.float32
-    np.testing.assert_array_equal(shadow, biased / (np.float32(1) - (np.float32(1) - k)))
+    assert_bits_equal(biased / (np.float32(1) - (np.float32(1) - k)), shadow)
     np.testing.assert_allclose(shadow, value, rtol=1e-6)
 
 
@@ -171,7 +172,7 @@ def test_a_constant_is_a_fixed_point(problem, with_num_updates):
     steps = problem["num_updates"] if with_num_updates else None
     shadows = _math.ema_sequence(constant, [constant] * len(problem["values"]), problem["decay"], steps)
     for shadow in shadows:
-        np.testing.assert_array_equal(shadow, constant)
+        assert_bits_equal(constant, shadow)
 
 
 @PROPERTY
@@ -180,7 +181,7 @@ def test_decay_one_freezes_the_shadow(problem):
     """With decay=1 and no num_updates, one_minus_decay is 0 and the shadow never moves."""
     shadows = _math.ema_sequence(problem["initial"], problem["values"], 1.0)
     for shadow in shadows:
-        np.testing.assert_array_equal(shadow, problem["initial"])
+        assert_bits_equal(problem["initial"], shadow)
 
 
 @PROPERTY
@@ -193,7 +194,7 @@ def test_ema_sequence_is_repeated_ema_step(problem):
     for i, value in enumerate(problem["values"]):
         n = None if problem["num_updates"] is None else problem["num_updates"][i]
         shadow = _math.ema_step(shadow, value, _math.one_minus_decay(_math.effective_decay(problem["decay"], n), dtype))
-        np.testing.assert_array_equal(shadows[i], shadow)
+        assert_bits_equal(shadow, shadows[i])
     assert shadows.dtype == dtype
     assert shadows.shape == (len(problem["values"]),) + problem["initial"].shape
 

@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import py2_golden
 import pytest
 
 from conftest import TIMEOUT
-from tf1_ema import runner
+from tf1_ema import cli, runner
 from tf1_ema.v1 import NUMPY_PRINT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -454,14 +455,84 @@ def test_syntax_error_exits_1_like_python(tmp_path):
     result = tf1_ema("run", script)
     assert result.returncode == 1
     assert 'broken.py", line 2' in result.stderr and "SyntaxError" in result.stderr
-    assert "only Python 2 print statements are translated" in result.stderr
+    assert "neither Python 3 nor Python 2" in result.stderr
 
 
-def test_no_py2_print_leaves_print_statements_alone():
-    """--no-py2-print runs the Python 2 example untranslated, so it fails to compile."""
-    result = tf1_ema("run", "--no-py2-print", EXAMPLES / "py2_print.py")
+@pytest.mark.parametrize("option", ["--no-py2", "--no-py2-print"])
+def test_no_py2_leaves_python2_source_alone(option):
+    """--no-py2 (old name --no-py2-print) runs the Python 2 example untranslated, so it fails to compile."""
+    result = tf1_ema("run", option, EXAMPLES / "py2_print.py")
     assert result.returncode == 1
     assert "Missing parentheses in call to 'print'" in result.stderr
+
+
+# ------------------------------------------------------------------- Python 2 programs
+
+PY3_NEIGHBOUR = "def half(n):\n    return n / 2\n\ndef show():\n    print(b'raw', 7 / 2)\n"
+GOLDEN_TAIL = "import golden_future\nimport py3mod\nprint '=== python 3 module untouched'\nprint py3mod.half(7)\npy3mod.show()\n"
+
+
+@pytest.fixture(scope="module")
+def golden_run(tmp_path_factory):
+    """The whole golden table as one Python 2 script through `tf1-ema run`, with stdin for raw_input."""
+    project = tmp_path_factory.mktemp("golden")
+    future, body = py2_golden.FUTURE_DIVISION[0].split("\n", 1)
+    (project / "golden_future.py").write_text("%s\nprint '=== future division'\n%s" % (future, body))
+    (project / "py3mod.py").write_text(PY3_NEIGHBOUR)
+    (project / "golden.py").write_text(py2_golden.script() + GOLDEN_TAIL)
+    return subprocess.run(
+        [sys.executable, "-m", "tf1_ema", "run", str(project / "golden.py")],
+        cwd=REPO, env=clean_env(), input=py2_golden.STDIN, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(py2_golden.GOLDEN))
+def test_golden_table_through_tf1_ema_run(golden_run, name):
+    """Each golden-table snippet prints, under `tf1-ema run`, exactly what Python 2.7 printed."""
+    assert golden_run.returncode == 0, golden_run.stderr
+    assert py2_golden.split_output(golden_run.stdout)[name] == py2_golden.GOLDEN[name][1]
+
+
+@pytest.mark.slow
+def test_python2_tensor_division_logs_no_deprecation(golden_run):
+    """`tensor / 2` in Python 2 code is TF1's division, with no warning about today's deprecated tf.div."""
+    assert "div (from tensorflow" not in golden_run.stderr, golden_run.stderr
+
+
+@pytest.mark.slow
+def test_modules_beside_a_python2_script_are_judged_one_by_one(golden_run):
+    """A Python 2 neighbour with `from __future__ import division` divides truly; a Python 3 one is untouched."""
+    outputs = py2_golden.split_output(golden_run.stdout)
+    assert outputs["future division"] == py2_golden.FUTURE_DIVISION[1]
+    assert outputs["python 3 module untouched"] == "3.5\nb'raw' 3.5\n"
+
+
+@pytest.mark.slow
+def test_python2_traceback_points_at_the_users_lines(tmp_path):
+    """An error in translated code reports the user's file, line and text, without our helper frames."""
+    script = tmp_path / "old.py"
+    script.write_text("from urllib import urlencode, urlretrieve\nx = reduce(max, [1, 2])\nprint x\ny = x / 0\n")
+    result = tf1_ema("run", script)
+    assert result.returncode == 1 and result.stdout == "2\n"
+    assert 'old.py", line 4, in <module>\n    y = x / 0\n' in result.stderr
+    assert "py2runtime" not in result.stderr and result.stderr.endswith("ZeroDivisionError: integer division or modulo by zero\n")
+
+
+@pytest.mark.slow
+def test_tf1_ema_py2_environment_forces_translation_of_python3_source(tmp_path):
+    """TF1_EMA_PY2=1 translates a valid Python 3 script too: `/` floors, and `print (a, b)` prints a tuple."""
+    script = tmp_path / "valid3.py"
+    script.write_text("print(7 / 2, b'x')\n")
+    result = tf1_ema("run", script, env=clean_env(TF1_EMA_PY2="1"))
+    assert (result.returncode, result.stdout) == (0, "(3, 'x')\n"), result.stderr
+
+
+def test_bad_tf1_ema_py2_environment_is_a_usage_error(monkeypatch, capsys, tmp_path):
+    """An unknown TF1_EMA_PY2 value exits 2 with one line naming the accepted values."""
+    monkeypatch.setenv("TF1_EMA_PY2", "maybe")
+    assert cli.main(["run", str(tmp_path / "x.py")]) == runner.EXIT_USAGE
+    assert "TF1_EMA_PY2='maybe'" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from harness import assert_bits_equal
 from tf1_ema import swap
 from tf1_ema.ema import ExponentialMovingAverage
 
@@ -19,20 +20,8 @@ DTYPES = ["float16", "bfloat16", "float32", "float64"]
 UINT = {2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
-@pytest.fixture
-def graph():
-    with tf.Graph().as_default() as g:
-        yield g
-
-
 def np_dtype(name):
     return tf.as_dtype(name).as_numpy_dtype
-
-
-def bits(array):
-    """The raw bit pattern of a float array, so that NaN payloads and -0.0 compare exactly."""
-    array = np.asarray(array)
-    return array.view(UINT[array.dtype.itemsize])
 
 
 def awkward_values(dtype, seed):
@@ -95,12 +84,12 @@ def test_swap_op_exchanges_bits_exactly(graph, dtype, use_resource):
         sess.run(set_shadow)
         sess.run(op)
         got_w, got_s = sess.run([w, shadow])
-        np.testing.assert_array_equal(bits(got_w), bits(avg))
-        np.testing.assert_array_equal(bits(got_s), bits(raw))
+        assert_bits_equal(avg, got_w)
+        assert_bits_equal(raw, got_s)
         sess.run(op)
         got_w, got_s = sess.run([w, shadow])
-        np.testing.assert_array_equal(bits(got_w), bits(raw))
-        np.testing.assert_array_equal(bits(got_s), bits(avg))
+        assert_bits_equal(raw, got_w)
+        assert_bits_equal(avg, got_s)
 
 
 @pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
@@ -115,7 +104,7 @@ def test_copy_averages_op_copies_and_keeps_shadows(graph, use_resource):
         sess.run(op)
         got = sess.run([w, b, ema.average(w), ema.average(b)])
     for value, expected in zip(got, shadows + shadows):
-        np.testing.assert_array_equal(value, expected)
+        assert_bits_equal(expected, value)
 
 
 def test_copy_averages_op_casts_a_shadow_of_another_dtype(graph):
@@ -129,7 +118,7 @@ def test_copy_averages_op_casts_a_shadow_of_another_dtype(graph):
         sess.run(v1.global_variables_initializer())
         sess.run(op)
         got, avg = sess.run([w, shadow])
-    np.testing.assert_array_equal(got, np.float16(avg))
+    assert_bits_equal(np.float16(avg), got)
 
 
 def test_swap_op_refuses_a_shadow_of_another_dtype(graph):
@@ -199,7 +188,7 @@ def test_duplicates_in_var_list_swap_once(graph):
         sess.run(train)
         avg = sess.run(ema.average(w))
         sess.run(op)
-        np.testing.assert_array_equal(sess.run(w), avg)
+        assert_bits_equal(avg, sess.run(w))
 
 
 def test_ops_in_eager_mode_raise():
@@ -231,9 +220,9 @@ def test_averaged_swaps_in_and_back_exactly(graph, use_resource):
         after = sess.run(fetch)
     assert [v.op.name for v in swapped] == ["w", "b"]
     for got, expected in zip(inside, before[2:] + before[:2]):
-        np.testing.assert_array_equal(bits(got), bits(expected))
+        assert_bits_equal(expected, got)
     for got, expected in zip(after, before):
-        np.testing.assert_array_equal(bits(got), bits(expected))
+        assert_bits_equal(expected, got)
 
 
 def test_averaged_swaps_back_when_the_block_raises(graph):
@@ -250,7 +239,7 @@ def test_averaged_swaps_back_when_the_block_raises(graph):
         sess.run(train)  # the guard is gone too
         assert sess not in swap._guards and "run" not in vars(sess)
     for got, expected in zip(after, before):
-        np.testing.assert_array_equal(got, expected)
+        assert_bits_equal(expected, got)
 
 
 def test_averaged_var_list_swaps_only_those(graph):
@@ -261,8 +250,8 @@ def test_averaged_var_list_swaps_only_those(graph):
         sess.run(train)
         raw_b, avg_w = sess.run([b, ema.average(w)])
         with swap.averaged(ema, sess, [w]):
-            np.testing.assert_array_equal(sess.run(w), avg_w)
-            np.testing.assert_array_equal(sess.run(b), raw_b)
+            assert_bits_equal(avg_w, sess.run(w))
+            assert_bits_equal(raw_b, sess.run(b))
             sess.run(b.assign_add([1.0]))
 
 
@@ -287,8 +276,8 @@ def test_nested_averaged_raises_and_the_outer_one_still_restores(graph):
             with pytest.raises(RuntimeError, match="already holds a moving average.*nested"):
                 with swap.averaged(ema, sess, [w]):
                     pass
-            np.testing.assert_array_equal(sess.run(w), avg)
-        np.testing.assert_array_equal(sess.run(w), raw)
+            assert_bits_equal(avg, sess.run(w))
+        assert_bits_equal(raw, sess.run(w))
         assert "run" not in vars(sess)
 
 
@@ -429,11 +418,11 @@ def test_averaged_with_a_shadow_of_another_dtype_keeps_the_raw_value_on_the_host
         sess.run(v1.global_variables_initializer())
         avg = sess.run(shadow)
         with swap.averaged(ema, sess):
-            np.testing.assert_array_equal(sess.run(w), avg.astype(np.float16))
+            assert_bits_equal(avg.astype(np.float16), sess.run(w))
             with pytest.raises(RuntimeError, match="'w'"):
                 sess.run(w.assign(tf.zeros_like(w)))
-        np.testing.assert_array_equal(bits(sess.run(w)), bits(raw))
-        np.testing.assert_array_equal(bits(sess.run(shadow)), bits(avg))
+        assert_bits_equal(raw, sess.run(w))
+        assert_bits_equal(avg, sess.run(shadow))
 
 
 def test_finalized_graph_needs_prepare_averaged(graph):
@@ -492,10 +481,10 @@ def test_float32_shadows_from_shadow_dtype(graph):
         sess.run(w.assign(raw))
         avg = sess.run(ema.average(w))
         with swap.averaged(ema, sess):
-            np.testing.assert_array_equal(bits(sess.run(w)), bits(avg.astype(np_dtype("bfloat16"))))
+            assert_bits_equal(avg.astype(np_dtype("bfloat16")), sess.run(w))
             with pytest.raises(RuntimeError, match="writes the moving average 'w/ExponentialMovingAverage'"):
                 sess.run(train)
-        np.testing.assert_array_equal(bits(sess.run(w)), bits(raw))
-        np.testing.assert_array_equal(bits(sess.run(ema.average(w))), bits(avg))
+        assert_bits_equal(raw, sess.run(w))
+        assert_bits_equal(avg, sess.run(ema.average(w)))
         sess.run(copy)
-        np.testing.assert_array_equal(bits(sess.run(w)), bits(avg.astype(np_dtype("bfloat16"))))
+        assert_bits_equal(avg.astype(np_dtype("bfloat16")), sess.run(w))

@@ -9,7 +9,9 @@ the float32 NaN only in the scalar tail of its vectorized loops, so bfloat16
 NaNs are compared by position.
 """
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -58,13 +60,14 @@ def fast(library, monkeypatch):
 
 
 @pytest.fixture
-def no_library(monkeypatch):
+def no_library(monkeypatch, tmp_path):
     """A process that has not tried to build the library yet and has no compiler."""
     monkeypatch.setattr(_update_op, "_library", None)
     monkeypatch.setattr(_update_op, "_failure", None)
     monkeypatch.setattr(_update_op, "_notice_printed", False)
     monkeypatch.setattr(_update_op, "_compiler", lambda: None)
     monkeypatch.setenv(_update_op.FAST_ENV, "1")
+    monkeypatch.setenv(_update_op.CACHE_ENV, str(tmp_path / "empty-cache"))  # no library built ahead of time
 
 
 def special_values(np_dtype) -> np.ndarray:
@@ -304,8 +307,60 @@ def test_variables_deleted_and_created_again_are_found_again(fast, session):
     assert session.run(shadow).tolist() == [3.0, 5.0]
 
 
-def test_inside_tf_function_the_op_takes_handles(fast):
-    """Inside a tf.function the shadows are handle inputs (Tf1EmaUpdate) and update to TF1's bits."""
+def test_a_variable_replaced_between_runs_is_the_one_updated(fast, session):
+    """A variable deleted and created again between two successful runs is looked up again, not taken from a cache."""
+    shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
+    value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
+    update = _update_op.fused_update([shadow], [value], 0.5)
+    session.run(v1.global_variables_initializer())
+    session.run(update)
+    destroy = [tf.raw_ops.DestroyResourceOp(resource=v.handle) for v in (shadow, value)]
+    for round_ in range(3):
+        session.run(destroy)
+        session.run(v1.global_variables_initializer())
+        session.run(value.assign([2.0 * round_, 2.0]))
+        session.run(update)
+        assert session.run(shadow).tolist() == [2.0 + round_, 5.0]
+
+
+def test_the_raw_op_rejects_a_non_float_variable(fast, session):
+    """An int32 variable reaching the kernel (no type constraint covers variables) is an error, not a skipped update."""
+    shadow = v1.get_variable("shadow", initializer=[4, 8], dtype=tf.int32, use_resource=True)
+    value = v1.get_variable("value", initializer=[0, 0], dtype=tf.int32, use_resource=True)
+    update = fast["module"].tf1_ema_update(shadows=[shadow.handle], variables=[value.handle], tensors=[],
+                                           one_minus_decay=0.5)  # fmt: skip
+    session.run(v1.global_variables_initializer())
+    with pytest.raises(tf.errors.InvalidArgumentError, match="only half, bfloat16, float and double"):
+        session.run(update)
+    assert session.run(shadow).tolist() == [4, 8]
+
+
+def test_fused_update_sends_non_float_variables_to_graph_ops(fast, session):
+    """fused_update never hands an integer shadow to the op: it takes TensorFlow's assign_sub."""
+    shadow = v1.get_variable("shadow", initializer=[4, 8], dtype=tf.int32, use_resource=True)
+    update = _update_op.fused_update([shadow], [tf.constant([0, 2])], tf.constant(0.5))
+    assert fused_ops(session.graph) == 0
+    assert "Tf1EmaUpdateByName" not in op_types(session.graph)
+    del update
+
+
+def test_the_raw_op_reads_the_old_value_of_a_shadow_that_is_also_a_value(fast, session):
+    """Given a shadow that is also another pair's value, the kernel computes from its old value, as TF1 reads it."""
+    rng = np.random.default_rng(8)
+    w, s1, s2 = (v1.get_variable(n, initializer=random_data(rng, tf.float32, (257,), 0.0), use_resource=True)
+                 for n in ("w", "s1", "s2"))  # fmt: skip
+    update = fast["module"].tf1_ema_update(shadows=[s1.handle, s2.handle], variables=[w.handle, s1.handle],
+                                           tensors=[], one_minus_decay=0.25)  # fmt: skip
+    session.run(v1.global_variables_initializer())
+    w0, a, b = session.run([w, s1, s2])
+    session.run(update)
+    k = np.float32(0.25)
+    assert_same_bits(session.run(s1), a - (a - w0) * k)
+    assert_same_bits(session.run(s2), b - (b - a) * k)
+
+
+def test_inside_tf_function_the_update_is_stock_ops(fast):
+    """Inside a tf.function (whose body is written apart from the graph) the update takes TensorFlow's ops, TF1's bits."""
     rng = np.random.default_rng(5)
     init, value = random_data(rng, tf.float32, (100,)), random_data(rng, tf.float32, (100,))
     ours, stock, var = tf.Variable(init), tf.Variable(init), tf.Variable(value)
@@ -318,7 +373,7 @@ def test_inside_tf_function_the_op_takes_handles(fast):
     step()
     assert_same_bits(ours.numpy(), stock.numpy())
     graph = step.get_concrete_function().graph
-    assert "Tf1EmaUpdate" in op_types(graph, "")
+    assert not {t for t in op_types(graph, "") if t.startswith("Tf1Ema")}
 
 
 def test_eager_update_equals_the_tf1_formula(fast):
@@ -387,7 +442,7 @@ def test_a_compile_error_is_reported_and_leaves_no_file(fast, monkeypatch, tmp_p
 
 
 def test_the_cache_key_follows_the_source(fast, monkeypatch, tmp_path):
-    """Another source (or TensorFlow, compiler, flags) gets another cache file name."""
+    """Another source (or TensorFlow, flags, platform) gets another cache file name; the compiler is not part of it."""
     other = tmp_path / "ema_update.cc"
     other.write_bytes(_update_op.SOURCE.read_bytes() + b"\n// changed\n")
     assert _update_op.library_path() == fast["path"]
@@ -421,6 +476,106 @@ def test_a_built_library_is_reused_in_and_across_processes(fast):
     after = fast["path"].stat()
     assert (after.st_ino, after.st_mtime_ns) == (stat.st_ino, stat.st_mtime_ns)
     assert not [p for p in fast["cache"].iterdir() if p.name.startswith(".build-")]
+
+
+CACHE_PROGRAM = """
+import json
+import numpy as np, tensorflow as tf, tf1_ema
+from tf1_ema import _update_op
+v1 = tf.compat.v1
+v1.disable_eager_execution()
+w = v1.Variable(np.arange(4, dtype=np.float32), name="w")
+ema = tf1_ema.ExponentialMovingAverage(0.5)
+op = ema.apply([w])
+types = sorted({o.type for o in v1.get_default_graph().get_operations() if o.type.startswith("Tf1Ema")})
+with v1.Session() as sess:
+    sess.run(v1.global_variables_initializer())
+    sess.run(w.assign([2.0, 3.0, 4.0, 5.0]))
+    sess.run(op)
+    print(json.dumps({"types": types, "shadow": sess.run(ema.average(w)).tolist()}))
+"""
+
+
+def _cache_with(fast, tmp_path, truncate_to=None):
+    """A fresh cache directory holding a copy of the built library (and its checksum), optionally truncated."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for path in (fast["path"], _update_op._checksum_path(fast["path"])):
+        shutil.copy(path, cache / path.name)
+    if truncate_to is not None:
+        with open(cache / fast["path"].name, "r+b") as f:
+            f.truncate(truncate_to)
+    return cache
+
+
+def _run_cache_program(cache, tmp_path, compiler: bool):
+    """CACHE_PROGRAM in a fresh process using ``cache``; with ``compiler=False`` no C++ compiler is on its PATH."""
+    env = {k: v for k, v in os.environ.items() if k != "CXX"}
+    env.update({_update_op.CACHE_ENV: str(cache), _update_op.FAST_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+    if not compiler:
+        bare = tmp_path / "bin-without-compiler"
+        bare.mkdir(exist_ok=True)
+        env["PATH"] = str(bare)
+    proc = subprocess.run([sys.executable, "-c", CACHE_PROGRAM], capture_output=True, text=True, env=env,
+                          timeout=TIMEOUT)  # fmt: skip
+    return proc
+
+
+def test_a_library_built_ahead_of_time_is_used_without_a_compiler(fast, tmp_path):
+    """A verified library in the cache serves a machine with no C++ compiler (the key does not name one)."""
+    proc = _run_cache_program(_cache_with(fast, tmp_path), tmp_path, compiler=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"types": ["Tf1EmaUpdateByName"], "shadow": [1.0, 2.0, 3.0, 4.0]}
+    assert "tf1_ema:" not in proc.stderr
+
+
+def test_a_truncated_cached_library_is_skipped_with_the_notice_without_a_compiler(fast, tmp_path):
+    """A truncated library (its checksum no longer matches) is never loaded: one notice line, graph ops, TF1's values."""
+    cache = _cache_with(fast, tmp_path, truncate_to=fast["path"].stat().st_size // 3)
+    proc = _run_cache_program(cache, tmp_path, compiler=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"types": [], "shadow": [1.0, 2.0, 3.0, 4.0]}
+    notices = [line for line in proc.stderr.splitlines() if line.startswith("tf1_ema:")]
+    assert len(notices) == 1 and "damaged" in notices[0], proc.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_truncated_cached_library_is_rebuilt_with_a_compiler(fast, tmp_path):
+    """With a compiler, a truncated cached library is compiled again, verified and used."""
+    cache = _cache_with(fast, tmp_path, truncate_to=4096)
+    proc = _run_cache_program(cache, tmp_path, compiler=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result == {"types": ["Tf1EmaUpdateByName"], "shadow": [1.0, 2.0, 3.0, 4.0]}
+    assert _update_op.verified(cache / fast["path"].name)
+
+
+def test_importing_tf1_ema_starts_no_process(fast):
+    """`import tf1_ema` (and its EMA and TF1 namespace) starts no subprocess, whether the library is cached or not."""
+    script = textwrap.dedent(
+        """
+        import subprocess, sys
+        import tensorflow
+        started = []
+        original = subprocess.Popen.__init__
+        def record(self, args, *rest, **kwargs):
+            started.append(args)
+            return original(self, args, *rest, **kwargs)
+        subprocess.Popen.__init__ = record
+        import tf1_ema, tf1_ema.ema
+        from tf1_ema import v1
+        tf1_ema.ExponentialMovingAverage(0.9)
+        print("started", started)
+        """
+    )
+    for cache in (str(fast["cache"]), "/nonexistent/tf1_ema_cache"):
+        env = dict(os.environ, **{_update_op.CACHE_ENV: cache, _update_op.FAST_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
+        proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                              timeout=TIMEOUT)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "started []" in proc.stdout, proc.stdout
 
 
 def test_the_library_has_no_fused_multiply_add(fast):
@@ -489,17 +644,16 @@ def _python(script, *args, env):
 
 
 @pytest.mark.slow
-def test_a_saved_meta_graph_imports_where_tf1_ema_is_loaded(fast, tmp_path):
-    """A MetaGraph saved with the fused op imports and runs after `import tf1_ema` or in the TF1 namespace, not in bare TF."""
+def test_a_saved_meta_graph_imports_everywhere(fast, tmp_path):
+    """A MetaGraph saved from a session running the fused op imports and updates alike with or without tf1_ema."""
     env = dict(os.environ, **{_update_op.CACHE_ENV: str(fast["cache"]), _update_op.FAST_ENV: "1"},
                TF_CPP_MIN_LOG_LEVEL="3")
     prefix = tmp_path / "model"
     _python(SAVE_META, prefix, env=env)
     # The restored shadow went 0,1,2 -> (0+2)/2, (1+3)/2, (2+4)/2 in the imported update.
-    for how in ("tf1_ema imported", "tf1-ema namespace"):
+    # It was written with TensorFlow's ops for the update: bare TensorFlow runs it too.
+    for how in ("tf1_ema imported", "tf1-ema namespace", "bare"):
         assert "SHADOW [1.0, 2.0, 3.0]" in _python(RESTORE_META, prefix, how, env=env), how
-    bare = _python(RESTORE_META, prefix, "bare", env=env)
-    assert bare.startswith("ERROR") and "not registered 'Tf1Ema" in bare
 
 
 def test_with_library_loads_the_library_and_imports_again(fast):
@@ -519,6 +673,29 @@ def test_with_library_loads_the_library_and_imports_again(fast):
 
     with pytest.raises(ValueError, match="SomethingElse"):
         _update_op.with_library(broken)("g")
+
+
+def test_the_tf1_namespace_loads_an_old_saved_model_holding_the_op(fast, tmp_path):
+    """tf.saved_model.loader.load in the TF1 namespace is wrapped like import_meta_graph and loads an older tf1_ema's SavedModel."""
+    from tf1_ema import v1 as tf1_namespace
+
+    ns = tf1_namespace.namespace()
+    assert ns.saved_model.loader.load.__wrapped__ is v1.saved_model.loader.load
+    assert ns.saved_model.load.__wrapped__ is v1.saved_model.load
+    export_dir = str(tmp_path / "old")
+    with tf.Graph().as_default() as graph, v1.Session() as sess:
+        w = v1.get_variable("w", initializer=[2.0, 4.0], use_resource=True)
+        s = v1.get_variable("s", initializer=[0.0, 0.0], use_resource=True)
+        update = _update_op.fused_update([s], [w], 0.5)
+        _update_op._fused_graphs.discard(graph)  # written as tf1_ema 0.x wrote it: with the op
+        sess.run(v1.global_variables_initializer())
+        v1.saved_model.simple_save(sess, export_dir, {"w": w.value()}, {"s": s.value()})
+    with tf.Graph().as_default() as graph, v1.Session() as sess:
+        ns.saved_model.loader.load(sess, [v1.saved_model.tag_constants.SERVING], export_dir)
+        assert "Tf1EmaUpdateByName" in {op.type for op in graph.get_operations()}
+        sess.run(update.name)
+        shadow = [v for v in v1.global_variables() if v.op.name == "s"][0]
+        assert sess.run(shadow).tolist() == [1.0, 2.0]
 
 
 def test_with_library_says_how_to_avoid_the_op_when_it_cannot_be_built(no_library):

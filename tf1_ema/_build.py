@@ -13,17 +13,16 @@ update through ``merge_call`` and ``strategy.extended.update``, with a
 ``1 - decay``, a cast and an unused read-after-write per variable. This module
 builds the same variables and the same values with less:
 
-* the conditional is one node, ``Tf1EmaInitialValue`` (``...Ref`` for a ref
-  variable) from tf1_ema's op library (``tf1_ema._update_op``), where that
-  library is available and the variable surely lives on this process's CPU.
-  Elsewhere it is two nodes, ``VarIsInitializedOp`` and an ``If`` that is
-  not lowered and whose one-op branch functions are shared by every shadow of
-  a dtype (a session instantiates them once); a ref variable cannot enter a
-  function unread, so its conditional is then a v1 ``RefSwitch``/``Merge``.
-  Every way the variable is read only if it is initialized when the shadow's
-  initializer runs, exactly as with TF1's ``cond``. Fewer nodes matter most
-  in the first ``global_variables_initializer()`` run, where Grappler
-  optimizes the whole initializer graph node by node;
+* the conditional is two stock nodes, ``VarIsInitializedOp`` and an ``If``
+  that is not lowered and whose one-op branch functions are shared by every
+  shadow of a dtype (a session instantiates them once); a ref variable cannot
+  enter a function unread, so its conditional is a v1 ``RefSwitch``/``Merge``.
+  Either way the variable is read only if it is initialized when the
+  shadow's initializer runs, exactly as with TF1's ``cond``. Only stock ops,
+  so a graph written from the session loads where TensorFlow alone is
+  installed. Fewer nodes matter most in the first
+  ``global_variables_initializer()`` run, where Grappler optimizes the whole
+  initializer graph node by node;
 * the shadow's name comes from the public ``variable_scope`` TF1 opens, so
   variable-scope and name-scope uniquification are TF1's own code; the
   variable is registered in the variable store under TF1's key, so
@@ -43,8 +42,8 @@ variables, shapes not fully defined, a ref variable under v2 control flow)
 goes to the caller's reference path. Differences that reach no variable,
 value, name of a variable or checkpoint:
 
-* the initial-value conditional is the one node or the ``If`` (or
-  ``RefSwitch``/``Merge``) above, not TF1's ``If`` with two functions per
+* the initial-value conditional is the ``If`` (or ``RefSwitch``/``Merge``)
+  above, not TF1's ``If`` with two functions per
   variable (v2 control flow) or v1 ``cond`` with a ``CondContext``: the graph
   has at most two library functions per dtype instead of two per variable, no
   ``cond_context`` entries, and under v1
@@ -82,7 +81,6 @@ import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
 from tf1_ema import _tf_internal
-from tf1_ema import _update_op
 
 _v1 = tf.compat.v1
 
@@ -518,9 +516,6 @@ def _initialized_value(graph, var, ema_name: str):
     dtype = var.dtype.base_dtype
     t = _type_attr(dtype)
     is_ref = isinstance(var, _ref_variable.RefVariable)
-    value = _one_node_initial_value(graph, var, initial_value, is_ref)
-    if value is not None:
-        return value
     if is_ref:
         ref = var._ref()  # pylint: disable=protected-access
         with graph.device(var.device):
@@ -550,38 +545,6 @@ def _initialized_value(graph, var, ema_name: str):
             output_shapes=_attr(shapes=[var.get_shape()]),
         )
     return if_op.outputs[0]
-
-
-def _one_node_initial_value(graph, var, initial_value, is_ref: bool):
-    """The initial value of ``var``'s shadow as one op of tf1_ema's library, or None where it cannot serve.
-
-    ``Tf1EmaInitialValue`` names a resource variable by container and shared
-    name; ``Tf1EmaInitialValueRef`` reads a ref variable as a plain input that
-    may be uninitialized (see tf1_ema/cc/ema_update.cc).
-    """
-    if _update_op.library_for(var) is None:
-        return None
-    dtype = var.dtype.base_dtype
-    t = _type_attr(dtype)
-    if is_ref:
-        graph.unique_name("IsVariableInitialized")  # TF1 parity: the name TF1's conditional consumes
-        ref = var._ref()  # pylint: disable=protected-access
-        with graph.device(var.device), graph.colocate_with(var.op):
-            return graph._create_op_internal(  # pylint: disable=protected-access
-                "Tf1EmaInitialValueRef", [ref, initial_value], [dtype], input_types=[dtype, dtype], name="cond",
-                attrs={"T": t},
-            ).outputs[0]
-    names = _update_op.handle_op_name(var)
-    if names is None or (not names[0] and graph._container):  # pylint: disable=protected-access
-        # Not a named VarHandleOp of this graph; or TF would fill the op's
-        # empty `container` with the tf.container() scope's, not the variable's.
-        return None
-    graph.unique_name("VarIsInitializedOp")  # TF1 parity: the name TF1's conditional consumes
-    with graph.colocate_with(var.op):
-        return _op(
-            graph, "Tf1EmaInitialValue", [initial_value], [dtype], name="cond", T=t,
-            container=_attr(s=names[0].encode()), shared_name=_attr(s=names[1].encode()),
-        ).outputs[0]
 
 
 def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value, dtype, use_resource: bool, tf1_kwargs):

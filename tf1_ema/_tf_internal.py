@@ -15,6 +15,8 @@ the same on TensorFlow 2.16 and 2.21 and pinned by tests/test_build.py.
 
 from __future__ import annotations
 
+import threading
+
 import tensorflow as tf
 
 # TF1 parity: a shadow is a ref variable exactly when its variable is one, and a
@@ -130,3 +132,83 @@ def check_same_graph(*values) -> None:
     from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
 
     ops._get_graph_from_inputs(list(values))  # pylint: disable=protected-access
+
+
+# ---------------------------------------------------------------------------
+# Portable serialization of graphs holding tf1_ema's fused update op
+# (owned by the fused-op work; kept apart so that other changes here merge).
+# ---------------------------------------------------------------------------
+
+_graph_def_rewriters: list = []
+_graph_def_hook_state: dict = {"installed": None}  # None: not tried; True/False: the outcome
+_graph_def_hook_lock = threading.Lock()
+
+
+def install_graph_def_rewriter(rewrite) -> bool:
+    """Makes every GraphDef TensorFlow serializes from a Graph pass through ``rewrite`` first.
+
+    TF1 parity (portability): a graph that runs tf1_ema's fused update op must
+    still be written with TensorFlow's stock ops only, so that it loads where
+    TensorFlow alone is installed. Every TensorFlow writer (``Graph.as_graph_def``,
+    ``Session.graph_def``, ``export_meta_graph``, ``Saver.save``'s ``.meta``, the
+    SavedModel builders, ``tf.io.write_graph`` of a Graph, TensorBoard) goes
+    through the private ``Graph._as_graph_def``, in TF 2.16 as in 2.21; the
+    public API offers no hook there. Sessions run the C graph directly, so the
+    running graph keeps the fast op.
+
+    Args:
+      rewrite: ``rewrite(graph, graph_def)``, changing ``graph_def`` (a
+        ``GraphDef`` of ``graph``) in place.
+
+    Returns:
+      True when the hook is in place. False when this TensorFlow has no
+      ``Graph._as_graph_def`` returning ``(graph_def, version)``; callers must
+      then not build the fast op (a graph could not be written portably).
+    """
+    with _graph_def_hook_lock:
+        if _graph_def_hook_state["installed"] is None:
+            _graph_def_hook_state["installed"] = _install_graph_def_hook()
+        if rewrite not in _graph_def_rewriters:
+            _graph_def_rewriters.append(rewrite)
+        return _graph_def_hook_state["installed"]
+
+
+def _install_graph_def_hook() -> bool:
+    """Wraps ``Graph._as_graph_def`` once; False when it is not there to wrap."""
+    import functools  # pylint: disable=g-import-not-at-top
+
+    from tensorflow.python.framework import ops  # pylint: disable=g-import-not-at-top
+
+    original = getattr(ops.Graph, "_as_graph_def", None)
+    if not callable(original):
+        return False
+    if getattr(original, "_tf1_ema_hook", False):
+        return True
+
+    @functools.wraps(original)
+    def _as_graph_def(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if _graph_def_rewriters:
+            graph_def = result[0] if isinstance(result, tuple) else result
+            for rewrite in _graph_def_rewriters:
+                rewrite(self, graph_def)
+        return result
+
+    _as_graph_def._tf1_ema_hook = True  # pylint: disable=protected-access
+    try:
+        ops.Graph._as_graph_def = _as_graph_def  # pylint: disable=protected-access
+    except (AttributeError, TypeError):
+        return False
+    # A quick self-check: the hook sees the proto TensorFlow returns.
+    seen = []
+    _graph_def_rewriters.append(lambda graph, graph_def: seen.append(hasattr(graph_def, "node")))
+    try:
+        ops.Graph().as_graph_def()
+    except Exception:  # pylint: disable=broad-except
+        seen.clear()
+    finally:
+        _graph_def_rewriters.pop()
+    if seen != [True]:
+        ops.Graph._as_graph_def = original  # pylint: disable=protected-access
+        return False
+    return True

@@ -16,27 +16,34 @@ The op is C++ (``tf1_ema/cc/ema_update.cc``), compiled on first use against
 the installed TensorFlow's headers (``tf.sysconfig`` flags, ``-O3
 -ffp-contract=off``, so no fused multiply-add changes the bits) and cached in
 ``$TF1_EMA_CACHE_DIR`` (default ``~/.cache/tf1_ema``) under a name keyed by
-the TensorFlow version, the source and the compiler (``python -m
-tf1_ema._update_op`` builds it ahead of time). When it cannot be built
-(no compiler, no headers), the update falls back to graph ops and one line on
-stderr says why; ``TF1_EMA_FAST=0`` turns the custom op off. The graph path is
-still cheaper than TF1's on a CPU: ``ResourceApplyGradientDescent(shadow, k,
-shadow - value)`` computes shadow - (shadow - value) * k with the same
-roundings in two kernels instead of three.
+the TensorFlow version and flags, the source and the platform (``python -m
+tf1_ema._update_op`` builds it ahead of time; the key names no compiler, so
+such a library serves a machine without one). A checksum written after the
+library is checked before every load: a damaged file is rebuilt, or skipped.
+When it cannot be had (no compiler, no headers), the update falls back to
+graph ops and one line on stderr says why; ``TF1_EMA_FAST=0`` turns the custom
+op off. The graph path is still cheaper than TF1's on a CPU:
+``ResourceApplyGradientDescent(shadow, k, shadow - value)`` computes shadow -
+(shadow - value) * k with the same roundings in two kernels instead of three.
 
 Only CPU kernels exist: a shadow that may live on a GPU, on a remote job, or
-inside a distribution strategy takes the graph path.
+inside a distribution strategy takes the graph path; so does an update built
+inside a function body (``tf.function``), which is serialized apart.
 
-The same library holds ``Tf1EmaInitialValue`` and ``Tf1EmaInitialValueRef``,
-one node each for a shadow's initial value (its variable's value if that is
-initialized, else the variable's initial value), which ``tf1_ema._build``
-uses where ``library_for(variable)`` serves.
+Portability: the op lives only in the running graph. Every GraphDef
+TensorFlow writes from it (``sess.graph_def``, ``export_meta_graph``,
+``Saver.save``'s ``.meta``, SavedModels) holds TF1's own ops for each pair
+instead (``to_stock_graph_def``, hooked into TensorFlow's serializer by
+``_tf_internal.install_graph_def_rewriter``), so it loads, serves and trains
+on with the same bits where TensorFlow alone is installed. Where that hook
+cannot be installed the op is not used. The library still registers the
+``Tf1EmaInitialValue(Ref)`` ops that graphs of earlier tf1_ema versions hold,
+so that those import (``with_library``).
 
-What changes for users: nothing in the variables (names, shadows, checkpoints,
-``variables_to_restore``), but the update's ops do. A GraphDef or MetaGraph
-exported with a ``Tf1EmaUpdate`` op imports only where the library is loaded
-(``tf1_ema._update_op.load_library()``). One bit pattern differs on purpose:
-a bfloat16 NaN result is always 0x7fc0, where stock kernels give 0x7fc0 in
+What changes for users: nothing in the variables (names, shadows,
+checkpoints, ``variables_to_restore``), nor in a written graph's values; the
+running graph's update ops differ. One bit pattern differs on purpose: a
+bfloat16 NaN result is always 0x7fc0, where stock kernels give 0x7fc0 in
 their vectorized lanes and keep the sign in their scalar tail.
 """
 
@@ -51,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -66,6 +74,7 @@ SOURCE = Path(__file__).with_name("cc") / "ema_update.cc"
 # -ffp-contract=off: `s - d * k` must stay a multiply then a subtract.
 CXX_FLAGS = ("-O3", "-ffp-contract=off", "-fPIC", "-shared", "-w")
 FUSED_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+# Every op of the library; graphs written since the rewrite on serialization hold none of them.
 OP_TYPES = ("Tf1EmaUpdate", "Tf1EmaUpdateByName", "Tf1EmaUpdateRef", "Tf1EmaInitialValue", "Tf1EmaInitialValueRef")
 BUILD_TIMEOUT_S = 600  # a build takes 6-20 s on 2 cores; a hung compiler must not hang training
 
@@ -105,47 +114,83 @@ def _compiler() -> Optional[str]:
     return None
 
 
-def _compiler_version(cxx: str) -> str:
-    """First line of ``cxx --version``; part of the cache key."""
-    try:
-        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError) as e:
-        return "unknown (%s)" % e
-    return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else "unknown"
-
-
 def _build_flags() -> List[str]:
     """Our flags, then TensorFlow's compile and link flags."""
     return list(CXX_FLAGS) + list(tf.sysconfig.get_compile_flags()) + list(tf.sysconfig.get_link_flags())
 
 
-def library_path(cxx: Optional[str] = None) -> Path:
-    """The cache file the library for this TensorFlow, source and compiler is (or will be) built to."""
-    cxx = cxx or _compiler() or "none"
+def library_path() -> Path:
+    """The cache file the library for this TensorFlow and source is (or will be) built to.
+
+    The key is the source, TensorFlow's version and flags, and the platform,
+    not the compiler: a library built ahead of time (an image, ``python -m
+    tf1_ema._update_op``) serves a machine without one, and computing the
+    key starts no process.
+    """
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), tf.__version__, " ".join(_build_flags()), _compiler_version(cxx),
-                 platform.machine(), sys.platform):
+    for part in (SOURCE.read_bytes(), tf.__version__, " ".join(_build_flags()), platform.machine(), sys.platform):
         key.update(part if isinstance(part, bytes) else part.encode())
     return cache_dir() / ("ema_update-tf%s-%s.so" % (tf.__version__, key.hexdigest()[:16]))
 
 
+def _checksum_path(library: Path) -> Path:
+    """The sidecar holding the SHA-256 of ``library``, written after the library itself."""
+    return library.with_name(library.name + ".sha256")
+
+
+def _sha256(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Writes ``data`` to ``path`` through a temporary file and a rename."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".write-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def verified(library: Path) -> bool:
+    """Whether ``library`` exists and matches the checksum written after it was built.
+
+    Loading a truncated or damaged shared library can kill the process
+    (SIGBUS) before any exception: an unverified file is never loaded.
+    """
+    try:
+        expected = _checksum_path(library).read_text().split()[0]
+        return _sha256(library) == expected
+    except (OSError, IndexError):
+        return False
+
+
 def build(force: bool = False) -> Path:
-    """Compiles the op library into the cache (if not there yet) and returns its path.
+    """Compiles the op library into the cache (unless a verified one is there) and returns its path.
 
     The library is written to a temporary file in the cache directory and
-    renamed into place, so processes building at the same time never see a
-    partial file; the last rename wins and both results are the same.
+    renamed into place, then its checksum is written next to it the same way,
+    so processes building at the same time never load a partial file (a
+    checksum that does not match makes the next process build again).
 
     Raises:
       RuntimeError: no compiler, or the compiler failed (the message says why).
       subprocess.TimeoutExpired: the compiler ran longer than BUILD_TIMEOUT_S.
     """
+    target = library_path()
+    if not force and verified(target):
+        return target
     cxx = _compiler()
     if cxx is None:
-        raise RuntimeError("no C++ compiler found (install g++ or set CXX)")
-    target = library_path(cxx)
-    if target.exists() and not force:
-        return target
+        damaged = " (the cached %s is damaged)" % target.name if target.exists() else ""
+        raise RuntimeError("no C++ compiler found (install g++ or set CXX)%s" % damaged)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".build-", suffix=".so")
     os.close(fd)
@@ -156,7 +201,9 @@ def build(force: bool = False) -> Path:
             errors = [line for line in proc.stderr.splitlines() if "error" in line] or proc.stderr.splitlines()
             raise RuntimeError("%s failed: %s" % (os.path.basename(cxx), (errors or ["no output"])[0].strip()))
         os.chmod(tmp, 0o755)
+        checksum = _sha256(Path(tmp))
         os.replace(tmp, target)
+        _write_atomically(_checksum_path(target), (checksum + "  " + target.name + "\n").encode())
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -174,7 +221,10 @@ def load_library():
         if _library is not None or _failure is not None:
             return _library
         try:
-            _library = tf.load_op_library(str(build()))
+            path = build()
+            if not verified(path):  # replaced by a damaged file since
+                raise RuntimeError("the cached %s does not match its checksum" % path.name)
+            _library = tf.load_op_library(str(path))
         except Exception as e:  # pylint: disable=broad-except
             # Anything from a missing compiler to a stale TensorFlow ABI: the
             # graph path computes the same bits, only slower.
@@ -193,17 +243,17 @@ def load_library():
 def load_if_built() -> None:
     """Loads the op library if it is already compiled, so graphs using its ops import; never compiles.
 
-    Called when tf1_ema's EMA is imported: a MetaGraph saved by a session
-    that used the fused update (``Saver.save`` writes one next to each
-    checkpoint) then imports with ``tf.compat.v1.train.import_meta_graph``.
+    Called when tf1_ema's EMA is imported, so that a graph written by an
+    older tf1_ema (whose GraphDefs held the op) imports with
+    ``tf.compat.v1.train.import_meta_graph``. Starts no process; a library
+    that does not match its checksum is not loaded.
     """
     global _library
     if _library is not None or not fast_path_enabled():
         return
     with _lock:
-        cxx = _compiler()
-        path = library_path(cxx) if cxx else None
-        if _library is None and path is not None and path.exists():
+        path = library_path()
+        if _library is None and verified(path):
             try:
                 _library = tf.load_op_library(str(path))
             except Exception:  # pylint: disable=broad-except
@@ -219,15 +269,17 @@ def _needs_library(error: Exception) -> bool:
 def with_library(import_fn: Callable) -> Callable:
     """Wraps a graph importer so that a graph using tf1_ema's ops loads (or builds) the library first.
 
-    Without the library TensorFlow refuses such a graph ("Op type not
-    registered 'Tf1EmaUpdateByName'"); the wrapper then loads it and imports
-    again, or says how to get a graph without the op.
+    Graphs written by tf1_ema since the fused op is rewritten on
+    serialization hold only stock ops; older ones may hold its ops. Without
+    the library TensorFlow refuses such a graph ("Op type not registered
+    'Tf1EmaUpdateByName'"); the wrapper then loads it and imports again, or
+    says how to get a graph without the op.
     """
 
     @functools.wraps(import_fn)
     def wrapper(*args, **kwargs):
         try:
-            return import_fn(*args, **kwargs)
+            result = import_fn(*args, **kwargs)
         except Exception as e:  # pylint: disable=broad-except
             if not _needs_library(e):
                 raise
@@ -237,9 +289,169 @@ def with_library(import_fn: Callable) -> Callable:
                     "Install g++, or re-export the graph from a session built with %s=0 (TF1's ops only)."
                     % (_failure, FAST_ENV)
                 ) from e
-            return import_fn(*args, **kwargs)
+            result = import_fn(*args, **kwargs)
+        if _library is not None and not tf.executing_eagerly() and _portable_fused_ops():
+            # Fused update ops imported from an older tf1_ema's graph are written back as stock ops too.
+            _fused_graphs.add(_v1.get_default_graph())
+        return result
 
     return wrapper
+
+
+# ---------------------------------------------------------------------------
+# Portable graphs: the fused ops written as TensorFlow's own ops
+# ---------------------------------------------------------------------------
+
+UPDATE_OP_TYPES = ("Tf1EmaUpdate", "Tf1EmaUpdateByName", "Tf1EmaUpdateRef")
+# Graphs that hold (or imported) a fused update op; only their GraphDefs are rewritten.
+_fused_graphs: "weakref.WeakSet" = weakref.WeakSet()
+
+
+def _attr(**value):
+    """An ``AttrValue`` proto with one field set."""
+    return _v1.AttrValue(**value)
+
+
+def _new_node(graph_def, taken: set, name: str, op: str, inputs: Sequence[str], device: str, **attrs):
+    """Appends a NodeDef named ``name`` (made unique against ``taken``) and returns its name."""
+    unique, n = name, 0
+    while unique in taken:
+        n += 1
+        unique = "%s_%d" % (name, n)
+    taken.add(unique)
+    node = graph_def.node.add(name=unique, op=op, input=list(inputs), device=device)
+    for key, value in attrs.items():
+        node.attr[key].CopyFrom(value)
+    return unique
+
+
+def _var_handle_ops(graph) -> Dict:
+    """``{(container, shared_name): VarHandleOp}`` of the live ``graph``."""
+    found = {}
+    for op in graph.get_operations():
+        if op.type == "VarHandleOp":
+            found[(op.get_attr("container").decode(), op.get_attr("shared_name").decode())] = op
+    return found
+
+
+def _stock_pairs(graph, node, handle_ops) -> Optional[List[tuple]]:
+    """``[(kind, shadow input, value input, value is a handle, dtype enum)]`` of a fused node, else None.
+
+    ``kind`` is ``"resource"`` or ``"ref"``. None when a variable the node
+    names cannot be found in ``graph`` (the node then stays as it is).
+    """
+    data = [i for i in node.input if not i.startswith("^")]
+    if node.op == "Tf1EmaUpdateRef":
+        n = len(node.attr["T"].list.type)
+        return [("ref", data[i], data[n + i], False, node.attr["T"].list.type[i]) for i in range(n)]
+    n, m = node.attr["N"].i, node.attr["M"].i
+    tensor_types = list(node.attr["T"].list.type)
+    if node.op == "Tf1EmaUpdateByName":
+        default = node.attr["container"].s.decode()
+        names = zip(node.attr["containers"].list.s, node.attr["shared_names"].list.s)
+        handles = []
+        for container, shared_name in names:
+            op = handle_ops.get((container.decode() or default, shared_name.decode()))
+            if op is None:
+                return None
+            handles.append((op.name, op.get_attr("dtype").as_datatype_enum))
+        tensors = data[:-1]
+    else:
+        handles = []
+        for name in data[: n + m]:
+            try:
+                op = graph.get_operation_by_name(name.split(":")[0])
+            except KeyError:
+                return None
+            if op.type != "VarHandleOp":
+                return None
+            handles.append((name, op.get_attr("dtype").as_datatype_enum))
+        tensors = data[n + m : -1]
+    pairs = []
+    for i in range(n):
+        shadow, dtype = handles[i]
+        if i < m:
+            pairs.append(("resource", shadow, handles[n + i][0], True, dtype))
+        else:
+            pairs.append(("resource", shadow, tensors[i - m], False, tensor_types[i - m]))
+    return pairs
+
+
+def to_stock_graph_def(graph, graph_def) -> None:
+    """Rewrites each fused update node of ``graph_def`` into TF1's own ops for it, in place.
+
+    Per pair, as TF1's ``assign_moving_average`` builds it: the shadow's
+    value (``ReadVariableOp``, or the ref variable itself), the value
+    (``ReadVariableOp`` for a variable read by handle), ``Sub``, ``Mul`` by
+    ``1 - decay`` cast to the shadow's dtype, then ``AssignSubVariableOp``
+    (``AssignSub``); the fused node becomes a ``NoOp`` of the same name that
+    waits for all of them, so the train op's name and control edges stay valid.
+    The values are TF1's bit for bit, which is what the fused op computes, so a
+    graph written from a session resumes with the same bits in a process with
+    TensorFlow alone. Called on every GraphDef TensorFlow writes
+    (``_tf_internal.install_graph_def_rewriter``); the running graph keeps the
+    fused op.
+
+    Args:
+      graph: the live ``tf.Graph`` the GraphDef was written from.
+      graph_def: its ``GraphDef``.
+    """
+    if graph not in _fused_graphs:
+        return
+    fused = [i for i, node in enumerate(graph_def.node) if node.op in UPDATE_OP_TYPES]
+    if not fused:
+        return
+    handle_ops = _var_handle_ops(graph)
+    taken = {node.name for node in graph_def.node}
+    float32 = tf.float32.as_datatype_enum
+    for index in fused:
+        node = graph_def.node[index]
+        pairs = _stock_pairs(graph, node, handle_ops)
+        if pairs is None:
+            continue
+        controls = [i for i in node.input if i.startswith("^")]
+        one_minus_decay = [i for i in node.input if not i.startswith("^")][-1]
+        # The fused op reads the variables once its inputs are ready; TensorFlow
+        # drops a control edge that an input already implies (`1 - decay` built
+        # under the same control_dependencies), so the reads wait on the input.
+        after = controls + ["^" + one_minus_decay.split(":")[0]]
+        device = node.device
+        casts: Dict[int, str] = {}
+        assigns = []
+        for j, (kind, shadow, value, value_is_handle, dtype) in enumerate(pairs):
+            scope = "%s/%d/" % (node.name, j)
+            t = _attr(type=dtype)
+            if dtype not in casts:
+                # TF1 parity: `1 - decay` is computed in float32 and only then cast.
+                casts[dtype] = one_minus_decay if dtype == float32 else _new_node(
+                    graph_def, taken, "%s/Cast_%d" % (node.name, len(casts)), "Cast", [one_minus_decay] + controls,
+                    device, SrcT=_attr(type=float32), DstT=t, Truncate=_attr(b=False))  # fmt: skip
+            if kind == "resource":
+                shadow_value = _new_node(graph_def, taken, scope + "ReadVariableOp", "ReadVariableOp",
+                                         [shadow] + after, device, dtype=t)  # fmt: skip
+            else:
+                shadow_value = shadow
+            if value_is_handle:
+                value = _new_node(graph_def, taken, scope + "ReadVariableOp_1", "ReadVariableOp", [value] + after,
+                                  device, dtype=t)  # fmt: skip
+            sub = _new_node(graph_def, taken, scope + "sub", "Sub", [shadow_value, value] + after, device, T=t)
+            mul = _new_node(graph_def, taken, scope + "mul", "Mul", [sub, casts[dtype]], device, T=t)
+            if kind == "resource":
+                assign = _new_node(graph_def, taken, scope + "AssignSubVariableOp", "AssignSubVariableOp",
+                                   [shadow, mul], device, dtype=t)  # fmt: skip
+            else:
+                assign = _new_node(graph_def, taken, scope + "AssignSub", "AssignSub", [shadow, mul], device, T=t,
+                                   use_locking=_attr(b=node.attr["use_locking"].b))  # fmt: skip
+            assigns.append("^" + assign)
+        replacement = _v1.NodeDef(name=node.name, op="NoOp", input=controls + assigns, device=device)
+        if "_class" in node.attr:
+            replacement.attr["_class"].CopyFrom(node.attr["_class"])
+        node.CopyFrom(replacement)
+
+
+def _portable_fused_ops() -> bool:
+    """Whether GraphDefs written from graphs with fused ops get stock ops instead (the hook is in place)."""
+    return _tf_internal.install_graph_def_rewriter(to_stock_graph_def)
 
 
 # ---------------------------------------------------------------------------
@@ -313,7 +525,7 @@ def _fusable_kind(shadow, value, gpu_present: bool) -> Optional[str]:
     return None
 
 
-def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
+def graph_update(shadow, value, one_minus_decay_cast, delta=None) -> tf.Operation:
     """One shadow's update on stock ops: shadow -= (shadow - value) * one_minus_decay.
 
     For a resource variable on this process's CPU this is
@@ -326,17 +538,21 @@ def graph_update(shadow, value, one_minus_decay_cast) -> tf.Operation:
       shadow: the shadow variable.
       value: a tensor (or variable) of the shadow's dtype and shape.
       one_minus_decay_cast: ``1 - decay`` already cast to the shadow's dtype.
+      delta: ``shadow - value`` if already computed (to read the shadow
+        before other updates write the value), else None.
 
     Returns:
       The update op.
     """
+    if delta is None:
+        delta = shadow - value
     # Only on a CPU: a GPU build of ResourceApplyGradientDescent may fuse the
     # multiply and the subtract, which rounds once where TF1 rounds twice.
     if _is_plain_resource_variable(shadow) and not tf.distribute.has_strategy() and _on_local_cpu(shadow, _gpu_present()):
         return tf.raw_ops.ResourceApplyGradientDescent(
-            var=shadow.handle, alpha=one_minus_decay_cast, delta=shadow - value
+            var=shadow.handle, alpha=one_minus_decay_cast, delta=delta
         )
-    update = _v1.assign_sub(shadow, (shadow - value) * one_minus_decay_cast)
+    update = _v1.assign_sub(shadow, delta * one_minus_decay_cast)
     return update if isinstance(update, tf.Operation) else update.op
 
 
@@ -361,8 +577,8 @@ def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Opera
     the op, which saves a ReadVariableOp per variable; the others are passed as
     tensors. In a TF1 graph the variables are named by their VarHandleOps'
     container and shared name (``Tf1EmaUpdateByName``), which also saves
-    running those ops every step; elsewhere (eager, tf.function) their handles
-    are inputs (``Tf1EmaUpdate``).
+    running those ops every step; elsewhere their handles are inputs
+    (``Tf1EmaUpdate``).
     """
     by_handle = [i for i in idx if _reads_by_handle(values[i]) and values[i].device == shadows[i].device]
     handled = set(by_handle)
@@ -393,11 +609,47 @@ def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Opera
     )
 
 
+def _handles_are_var_handle_ops(variables) -> bool:
+    """Whether the op may take these variables' handles: eagerly, or VarHandleOps of the graph being built.
+
+    ``to_stock_graph_def`` can write an op on VarHandleOps back as stock ops;
+    a function body (whose handles are captured inputs) is serialized apart
+    from it, so a ``tf.function`` gets TensorFlow's ops and stays portable.
+    """
+    if tf.executing_eagerly():
+        return True
+    graph = _v1.get_default_graph()
+    return all(
+        tf.is_symbolic_tensor(v.handle) and v.handle.op.type == "VarHandleOp" and v.handle.graph is graph
+        for v in variables
+    )
+
+
+def read_before_writes(shadows: Sequence[tf.Variable], values: Sequence, written) -> Dict[int, tf.Tensor]:
+    """``{i: shadows[i] - values[i]}`` for each pair whose value is a variable in ``written``.
+
+    TF1 parity: with the shadow of a shadow in one update (``ema.apply([w,
+    ema.average(w)])`` after ``ema.apply([w])``) TF1's graph reads the old
+    shadow. Computing these differences first, and writing shadows only after
+    them, reads it too.
+
+    Args:
+      shadows: the shadow variables.
+      values: their values, variables or tensors.
+      written: refs (``v.ref()``) of the shadows the update writes.
+
+    Returns:
+      The differences, by pair index.
+    """
+    return {i: s - v for i, (s, v) in enumerate(zip(shadows, values)) if isinstance(v, tf.Variable) and v.ref() in written}
+
+
 def fused_update(
     shadows: Sequence[tf.Variable],
     values: Sequence,
     one_minus_decay,
     name: Optional[str] = None,
+    read_first: Optional[Dict[int, tf.Tensor]] = None,
 ) -> tf.Operation:
     """Updates every shadow towards its value: shadow -= (shadow - value) * cast(one_minus_decay, dtype).
 
@@ -405,14 +657,24 @@ def fused_update(
     on this process's CPU go to one ``Tf1EmaUpdate`` op per device (one pass
     over memory for all of them); ref-variable shadows to one
     ``Tf1EmaUpdateRef`` op per device. A shadow listed more than once, a shape
-    TF1 would broadcast, a GPU/remote/distributed shadow, or any shadow when
-    the op library is unavailable or ``TF1_EMA_FAST=0``, gets ``graph_update``.
+    TF1 would broadcast, a GPU/remote/distributed shadow, a dtype other than
+    half/bfloat16/float/double, or any shadow when the op library is
+    unavailable, ``TF1_EMA_FAST=0``, or TensorFlow's graph writer cannot be
+    hooked (see ``to_stock_graph_def``), gets ``graph_update``.
+
+    A pair whose value is itself one of the shadows updated here (the shadow
+    of a shadow) gets ``graph_update`` too, with ``shadow - value`` computed
+    before any shadow is written; ``read_first`` extends that to shadows
+    written by other calls of the same update (see ``read_before_writes``).
 
     Args:
       shadows: the shadow variables (half, bfloat16, float or double).
       values: tensors or variables, one per shadow, same dtype and shape.
       one_minus_decay: ``1 - decay`` as a float32 scalar (tensor or float).
       name: name of the returned op; default ``"fused_update"``.
+      read_first: ``read_before_writes`` of these pairs against every shadow
+        the whole update writes, when the caller splits it into several calls
+        (and runs them after those differences); default: against ``shadows``.
 
     Returns:
       One op that runs all the updates (a ``NoOp`` grouping them).
@@ -433,37 +695,57 @@ def fused_update(
         count: Dict = {}
         for s in shadows:
             count[s.ref()] = count.get(s.ref(), 0) + 1
+        # TF1 parity: a shadow that is also a value here is read before any shadow is written.
+        deltas = read_before_writes(shadows, values, count) if read_first is None else dict(read_first)
+        with tf.control_dependencies([d.op for d in deltas.values()]):
+            return tf.group(*_updates(shadows, values, one_minus_decay, count, deltas), name=scope)
 
-        fast = fast_path_enabled() and bool(shadows) and not tf.distribute.has_strategy()
-        library = load_library() if fast else None
-        gpu_present = _gpu_present() if library is not None else True
-        groups: Dict = {}  # (kind, device) -> list of indices
-        rest: List[int] = []
-        for i, (s, v) in enumerate(zip(shadows, values)):
-            kind = _fusable_kind(s, v, gpu_present) if library is not None and count[s.ref()] == 1 else None
-            if kind is None:
-                rest.append(i)
+
+def _updates(shadows, values, one_minus_decay, count, deltas) -> List[tf.Operation]:
+    """The update ops of ``fused_update``: fused ops per (kind, device), graph ops for the rest."""
+    # A function body is serialized apart from its graph (as a FunctionDef),
+    # where to_stock_graph_def does not reach: it gets TensorFlow's ops.
+    fast = fast_path_enabled() and bool(shadows) and not tf.distribute.has_strategy() and not tf.inside_function()
+    library = load_library() if fast else None
+    if library is not None and not _portable_fused_ops():
+        library = None  # a graph with the op could not be written with stock ops
+    gpu_present = _gpu_present() if library is not None else True
+    groups: Dict = {}  # (kind, device) -> list of indices
+    rest: List[int] = []
+    for i, (s, v) in enumerate(zip(shadows, values)):
+        kind = None
+        if library is not None and count[s.ref()] == 1 and i not in deltas:
+            kind = _fusable_kind(s, v, gpu_present)
+        if kind is None:
+            rest.append(i)
+        else:
+            groups.setdefault((kind, s.device), []).append(i)
+
+    updates = []
+    for (kind, device), idx in groups.items():
+        with tf.device(device):
+            if kind == "resource":
+                by_handle = [values[i] for i in idx if _reads_by_handle(values[i]) and values[i].device == shadows[i].device]
+                if not _handles_are_var_handle_ops([shadows[i] for i in idx] + by_handle):
+                    rest.extend(idx)  # to_stock_graph_def could not write the op back as stock ops
+                    continue
+                update = _resource_update(shadows, values, idx, one_minus_decay, library)
             else:
-                groups.setdefault((kind, s.device), []).append(i)
-
-        updates = []
-        for (kind, device), idx in groups.items():
-            with tf.device(device):
-                if kind == "resource":
-                    updates.append(_resource_update(shadows, values, idx, one_minus_decay, library))
-                else:
-                    # A ref variable's value is its ref, read by the op: TF1's `read`
-                    # snapshot computes nothing, but costs a node in the first run.
-                    vals = [values[i]._ref() if _is_ref_variable(values[i]) else values[i] for i in idx]
-                    updates.append(library.tf1_ema_update_ref([shadows[i] for i in idx], vals, one_minus_decay))
-        casts: Dict = {}
-        for i in rest:
-            dtype = shadows[i].dtype.base_dtype
-            if dtype not in casts:
-                # TF1 parity: `1 - decay` is computed in float32 and only then cast.
-                casts[dtype] = one_minus_decay if dtype == tf.float32 else tf.cast(one_minus_decay, dtype)
-            updates.append(graph_update(shadows[i], values[i], casts[dtype]))
-        return tf.group(*updates, name=scope)
+                # A ref variable's value is its ref, read by the op: TF1's `read`
+                # snapshot computes nothing, but costs a node in the first run.
+                vals = [values[i]._ref() if _is_ref_variable(values[i]) else values[i] for i in idx]
+                update = library.tf1_ema_update_ref([shadows[i] for i in idx], vals, one_minus_decay)
+            if not tf.executing_eagerly():
+                _fused_graphs.add(_v1.get_default_graph())
+            updates.append(update)
+    casts: Dict = {}
+    for i in sorted(rest):
+        dtype = shadows[i].dtype.base_dtype
+        if dtype not in casts:
+            # TF1 parity: `1 - decay` is computed in float32 and only then cast.
+            casts[dtype] = one_minus_decay if dtype == tf.float32 else tf.cast(one_minus_decay, dtype)
+        updates.append(graph_update(shadows[i], values[i], casts[dtype], delta=deltas.get(i)))
+    return updates
 
 
 if __name__ == "__main__":  # python -m tf1_ema._update_op: build ahead of time (images, CI)

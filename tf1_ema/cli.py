@@ -3,6 +3,7 @@
     tf1-ema run [options] SCRIPT [ARGS...]     run a TF1-era script unchanged
     tf1-ema kernel install|remove [--user|--sys-prefix|--prefix P]
     tf1-ema nbval-config                       print the nbval sanitize file's path
+    tf1-ema nbcheck [options] NOTEBOOK...      re-run notebooks, compare numbers with tolerance
 
 Building the parser imports no TensorFlow, and neither does rejecting bad input, so
 ``tf1-ema run missing.py`` answers at once. Everything after SCRIPT belongs to the script,
@@ -15,13 +16,14 @@ import sys
 from typing import List, Optional, Sequence, Tuple
 
 from tf1_ema import __version__
+from tf1_ema.legacy.py2to3 import PY2_ENV
 from tf1_ema.v1 import DEFAULT_NUMPY_PRINT, NUMPY_PRINT_ENV, NUMPY_PRINT_ERAS
 
 __all__ = ["build_parser", "parse_args", "main"]
 
 PROG = "tf1-ema"
 # `run` options that take a value; the splitter in main() must skip over it.
-_RUN_VALUE_OPTIONS = ("--numpy-print",)
+_RUN_VALUE_OPTIONS = ("--numpy-print", "--tf-version")
 _PLACEHOLDER = "SCRIPT"
 
 
@@ -50,11 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="how NumPy prints: 1.25 = NumPy 1.14-1.26, [10.0, 4.555]; 1.13 = pre-2018 digits, 4.5549998; "
         "modern = NumPy 2, np.float32(10.0) (default: $%s, else %s)" % (NUMPY_PRINT_ENV, DEFAULT_NUMPY_PRINT),
     )
-    run.add_argument(
+    py2 = run.add_mutually_exclusive_group()
+    py2.add_argument(
+        "--py2",
+        dest="py2",
+        action="store_true",
+        default=None,
+        help="translate SCRIPT and the modules beside it from Python 2, even where they are valid Python 3 "
+        "(default: $%s=1|0, else only files that are Python 2 and not Python 3)" % PY2_ENV,
+    )
+    py2.add_argument(
+        "--no-py2",
         "--no-py2-print",
-        dest="py2_print",
+        dest="py2",
         action="store_false",
-        help="do not translate Python 2 `print x` statements into calls",
+        help="never translate Python 2 source (--no-py2-print is the old name)",
     )
     mode = run.add_mutually_exclusive_group()
     mode.add_argument(
@@ -68,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run with both EMAs and report whether stdout is identical (exit 1 and a diff when not)",
     )
     run.add_argument("--tf-log", action="store_true", help="keep TensorFlow's C++ log lines and deprecation warnings")
+    _add_tf_version_option(run)
     run.add_argument("script", metavar="SCRIPT", help="the Python file to run")
     run.add_argument("args", metavar="ARGS", nargs=argparse.REMAINDER, help="arguments for the script")
     run.set_defaults(handler=_run)
@@ -84,7 +97,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     nbval = commands.add_parser("nbval-config", help="print the path of the nbval sanitize file")
     nbval.set_defaults(handler=_nbval_config)
+
+    nbcheck = commands.add_parser(
+        "nbcheck",
+        help="re-run notebooks and compare their stored outputs, numbers within a tolerance",
+        description=(
+            "Run each NOTEBOOK top to bottom in its folder and compare every code cell's fresh outputs "
+            "with the stored ones: text after era normalizations, numbers within atol + rtol*|stored|, "
+            "errors by exception type. Exit 0 when every cell matches, 1 when any differs, 2 on bad input."
+        ),
+    )
+    add_nbcheck_options(nbcheck.add_argument, prefix="--")
+    nbcheck.add_argument("--verbose", "-v", action="store_true", help="also list the cells that match exactly")
+    nbcheck.add_argument("notebooks", metavar="NOTEBOOK", nargs="+", help="the .ipynb files to check")
+    nbcheck.set_defaults(handler=_nbcheck)
     return parser
+
+
+def add_nbcheck_options(add_argument, prefix: str) -> None:
+    """Declares nbcheck's options, for the CLI (``--rtol``) and the pytest plugin (``--nbcheck-rtol``).
+
+    Args:
+        add_argument: ``ArgumentParser.add_argument`` or pytest's ``OptionGroup.addoption``.
+        prefix: what goes before each option's name.
+    """
+    add_argument(prefix + "rtol", type=float, default=1e-5, metavar="R",
+                 help="relative tolerance for floats, against the stored value (default 1e-5)")
+    add_argument(prefix + "atol", type=float, default=1e-8, metavar="A",
+                 help="absolute tolerance for floats (default 1e-8)")
+    add_argument(prefix + "kernel", default="tf1-ema", metavar="NAME",
+                 help="Jupyter kernel to run in (default tf1-ema)")
+    add_argument(prefix + "numpy-print", choices=NUMPY_PRINT_ERAS, default=None, metavar="ERA",
+                 help="NumPy print era of the stored outputs: %s (default: 1.13 for a Python 2 notebook, "
+                 "else 1.25)" % ", ".join(NUMPY_PRINT_ERAS))
+    add_argument(prefix + "timeout", type=float, default=600.0, metavar="S",
+                 help="seconds a cell may run (default 600)")
+    add_argument(prefix + "tf-log-lines", action="store_true",
+                 help="compare TensorFlow's log lines (INFO:tensorflow: ...) instead of ignoring them")
+
+
+def _add_tf_version_option(run: argparse.ArgumentParser) -> None:
+    from tf1_ema.legacy.tflog import DEFAULT_TF_VERSION, TF_VERSION_ENV
+
+    run.add_argument(
+        "--tf-version",
+        metavar="1.N",
+        default=None,
+        help="the TensorFlow 1.x version whose log output to reproduce, 1.0 to 1.15 (TF 1.0-1.8 printed "
+        "'Converted N variables to const ops.', later ones logged it) (default: $%s, else %s)"
+        % (TF_VERSION_ENV, DEFAULT_TF_VERSION),
+    )
 
 
 def _split_run_argv(argv: List[str]) -> Tuple[List[str], Optional[Tuple[str, List[str]]]]:
@@ -118,20 +180,36 @@ def _error(command: str, message: str) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from tf1_ema import runner, v1
+    from tf1_ema.legacy import py2to3
 
     try:
         era = v1.resolve_numpy_print(args.numpy_print)
+        py2 = py2to3.resolve_py2(args.py2)
     except ValueError as err:
         _error("run", str(err))
+        return runner.EXIT_USAGE
+    tf_version = _resolve_tf_version(args)
+    if tf_version is None:
         return runner.EXIT_USAGE
     problem = runner.check_script(args.script)
     if problem:
         _error("run", problem)
         return runner.EXIT_USAGE
-    options = dict(numpy_print=era, py2_print=args.py2_print, tf_log=args.tf_log)
+    options = dict(numpy_print=era, py2=py2, tf_log=args.tf_log, tf_version=tf_version)
     if args.compare:
         return runner.compare(args.script, args.args, **options)
     return runner.run(args.script, args.args, reference=args.reference, **options)
+
+
+def _resolve_tf_version(args: argparse.Namespace) -> Optional[str]:
+    """``--tf-version``, else ``$TF1_EMA_TF_VERSION``, else 1.15; None (and a message) when invalid."""
+    from tf1_ema.legacy import tflog
+
+    try:
+        return tflog.resolve_tf_version(getattr(args, "tf_version", None))
+    except ValueError as err:
+        _error("run", str(err))
+        return None
 
 
 def _kernel(args: argparse.Namespace) -> int:
@@ -158,6 +236,48 @@ def _nbval_config(args: argparse.Namespace) -> int:
         return 1
     print(os.fspath(kernelspec.SANITIZE_FILE))
     return 0
+
+
+def _nbcheck(args: argparse.Namespace) -> int:
+    try:
+        from tf1_ema import nbrun
+    except ImportError as err:
+        _error("nbcheck", "notebook support is not available (%s); install tf1_ema[notebook]" % err)
+        return 2
+    problem = nbcheck_option_problem(args.rtol, args.atol, args.timeout)
+    if problem:
+        _error("nbcheck", problem)
+        return 2
+    try:
+        nbrun.check_kernel(args.kernel)
+        checks = [
+            nbrun.NotebookCheck(path, args.rtol, args.atol, kernel=args.kernel, numpy_print=args.numpy_print,
+                                timeout=args.timeout, tf_log_lines=args.tf_log_lines)
+            for path in args.notebooks
+        ]
+    except nbrun.NbcheckInputError as err:
+        _error("nbcheck", str(err))
+        return 2
+    return nbrun.run_checks(checks, sys.stdout, verbose=args.verbose)
+
+
+def nbcheck_option_problem(rtol: float, atol: float, timeout: float) -> Optional[str]:
+    """Says what is wrong with nbcheck's numeric options, or returns None.
+
+    Args:
+        rtol: relative tolerance.
+        atol: absolute tolerance.
+        timeout: seconds per cell.
+
+    Returns:
+        A one-line message, or None when all are valid.
+    """
+    for name, value in (("--rtol", rtol), ("--atol", atol)):
+        if not value >= 0 or value == float("inf"):
+            return "%s must be a finite number >= 0, got %s" % (name, value)
+    if not timeout > 0:
+        return "--timeout must be > 0 seconds, got %s" % timeout
+    return None
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -51,7 +51,8 @@ _VARIABLE_OP_TYPES = _build.VARIABLE_OP_TYPES
 # Marks a decay that was not given (None is a value TF1 accepts until apply()).
 _MISSING = object()
 
-# MetaGraphs saved with the fused update op import in any process that imported us.
+# Graphs written by earlier tf1_ema versions (which held its ops) import in any process that
+# imported us, when the op library is already built; graphs written now hold stock ops only.
 _update_op.load_if_built()
 
 
@@ -957,10 +958,17 @@ class ExponentialMovingAverage:
                         pair = plain.setdefault(policy.rule, ([], []))
                         pair[0].append(avg)
                         pair[1].append(var)
-            for rule, (shadows, values) in plain.items():
-                # TF1 parity: 1 - decay in float32, cast to each shadow's dtype in the op.
-                one_minus_decay = 1.0 - decay_of(self._policies[values[0].ref()])
-                updates.append(_update_op.fused_update(shadows, values, one_minus_decay, name="AssignMovingAvg"))
+            # TF1 parity: a shadow that is also a value of this update (the shadow
+            # of a shadow) is read before any shadow is written, across rules too.
+            written = {s.ref() for shadows, _ in plain.values() for s in shadows}
+            read_first = {rule: _update_op.read_before_writes(shadows, values, written)
+                          for rule, (shadows, values) in plain.items()}  # fmt: skip
+            with tf.control_dependencies([d.op for first in read_first.values() for d in first.values()]):
+                for rule, (shadows, values) in plain.items():
+                    # TF1 parity: 1 - decay in float32, cast to each shadow's dtype in the op.
+                    one_minus_decay = 1.0 - decay_of(self._policies[values[0].ref()])
+                    updates.append(_update_op.fused_update(shadows, values, one_minus_decay, name="AssignMovingAvg",
+                                                           read_first=read_first[rule]))  # fmt: skip
             if debiased:
                 shadows, values, decays_t = zip(*debiased)
                 updates += _build.build_updates(shadows, values, list(decays_t), [True] * len(debiased))

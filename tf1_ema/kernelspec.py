@@ -13,6 +13,11 @@ the interpreter of the environment that holds ``tf1_ema``, never a bare
   ``argv[0]`` set to the absolute ``sys.executable``, which also works for
   ``--user`` and ``--prefix`` locations that are not inside the environment.
 
+A second kernelspec, ``tf1-ema-py2`` ("Python 2 (TF1 graph mode)"), is the same
+kernel with ``TF1_EMA_PY2=1``: every cell is translated from Python 2, for
+notebooks whose metadata declares Python 2. Both are installed and removed
+together.
+
 The module also names the nbval sanitize file shipped in the package, so that
 ``pytest --nbval`` can use it outside this repository.
 """
@@ -30,26 +35,31 @@ from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
 KERNEL_NAME = "tf1-ema"
 DISPLAY_NAME = "Python 3 (TF1 graph mode)"
+#: The kernelspec that translates every cell from Python 2 (TF1_EMA_PY2=1).
+PY2_KERNEL_NAME = "tf1-ema-py2"
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 #: The directory pip installs as ``share/jupyter/kernels/tf1-ema``.
 SPEC_DIR = str(_PACKAGE_DIR / "kernelspec_data")
+#: The directory pip installs as ``share/jupyter/kernels/tf1-ema-py2``.
+PY2_SPEC_DIR = str(_PACKAGE_DIR / "kernelspec_py2_data")
 #: nbval output sanitizers for TF1 notebooks (``--nbval-sanitize-with``).
 SANITIZE_FILE = str(_PACKAGE_DIR / "nbval_sanitize.cfg")
 
 
-def kernel_spec(executable: str | None = None) -> dict:
+def kernel_spec(executable: str | None = None, py2: bool = False) -> dict:
     """Returns the kernelspec dictionary with a concrete interpreter.
 
     Args:
         executable: Interpreter that runs the kernel; defaults to
             ``sys.executable``, the interpreter running this code.
+        py2: the ``tf1-ema-py2`` spec instead of ``tf1-ema``.
 
     Returns:
         The contents of ``kernel.json``: the shipped template with ``argv[0]``
         replaced by the absolute path of ``executable``.
     """
-    with open(os.path.join(SPEC_DIR, "kernel.json"), encoding="utf-8") as f:
+    with open(os.path.join(PY2_SPEC_DIR if py2 else SPEC_DIR, "kernel.json"), encoding="utf-8") as f:
         spec = json.load(f)
     spec["argv"][0] = os.path.abspath(executable or sys.executable)
     return spec
@@ -83,15 +93,18 @@ def install(user: bool = False, sys_prefix: bool = False, prefix: str | None = N
         OSError: If the location is not writable.
     """
     user, prefix = _target(user, sys_prefix, prefix)
-    with tempfile.TemporaryDirectory() as tmp:
-        source = os.path.join(tmp, KERNEL_NAME)
-        os.mkdir(source)
-        with open(os.path.join(source, "kernel.json"), "w", encoding="utf-8") as f:
-            json.dump(kernel_spec(), f, indent=2)
-            f.write("\n")
-        return KernelSpecManager().install_kernel_spec(
-            source, KERNEL_NAME, user=user, prefix=prefix, replace=True
-        )
+    paths = []
+    for name, py2 in ((KERNEL_NAME, False), (PY2_KERNEL_NAME, True)):
+        with tempfile.TemporaryDirectory() as tmp:
+            source = os.path.join(tmp, name)
+            os.mkdir(source)
+            with open(os.path.join(source, "kernel.json"), "w", encoding="utf-8") as f:
+                json.dump(kernel_spec(py2=py2), f, indent=2)
+                f.write("\n")
+            paths.append(
+                KernelSpecManager().install_kernel_spec(source, name, user=user, prefix=prefix, replace=True)
+            )
+    return paths[0]
 
 
 def remove(user: bool = False, sys_prefix: bool = False, prefix: str | None = None) -> str:
@@ -116,14 +129,20 @@ def remove(user: bool = False, sys_prefix: bool = False, prefix: str | None = No
     manager = KernelSpecManager()
     if not user and prefix is None:
         try:
-            return manager.remove_kernel_spec(KERNEL_NAME)
+            path = manager.remove_kernel_spec(KERNEL_NAME)
         except (KeyError, NoSuchKernel):
             raise FileNotFoundError(f"no {KERNEL_NAME} kernelspec is installed") from None
+        py2_path = os.path.join(os.path.dirname(path), PY2_KERNEL_NAME)
+        if os.path.isdir(py2_path):  # its companion in the same location
+            shutil.rmtree(py2_path)
+        return path
     if user:
-        path = os.path.join(manager.user_kernel_dir, KERNEL_NAME)
+        kernels = manager.user_kernel_dir
     else:
-        path = os.path.join(os.path.abspath(prefix), "share", "jupyter", "kernels", KERNEL_NAME)
+        kernels = os.path.join(os.path.abspath(prefix), "share", "jupyter", "kernels")
+    path = os.path.join(kernels, KERNEL_NAME)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"no {KERNEL_NAME} kernelspec in {path}")
     shutil.rmtree(path)
+    shutil.rmtree(os.path.join(kernels, PY2_KERNEL_NAME), ignore_errors=True)
     return path

@@ -1,8 +1,8 @@
 """Run a TF1-era script the way ``python script.py`` ran it in 2018, on today's TensorFlow.
 
 ``run(script, args)`` gives the script -- and the modules beside it -- the TF1 namespace
-from ``tf1_ema.v1`` on ``import tensorflow``, translates Python 2 print statements, sets
-NumPy's print era, then executes it as ``__main__`` with its own ``sys.argv``, ``__file__``
+from ``tf1_ema.v1`` on ``import tensorflow``, translates Python 2 source to Python 3 with
+Python 2's meaning (``tf1_ema.legacy.py2to3``), sets NumPy's print era, then executes it as ``__main__`` with its own ``sys.argv``, ``__file__``
 and ``sys.path[0]``. It returns the exit code ``python`` would have: the script's own
 (``sys.exit(n)``), 1 after an uncaught exception (the traceback shows the user's frames, not
 ours), 130 after Ctrl-C.
@@ -24,9 +24,9 @@ import subprocess
 import sys
 import traceback
 import types
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
-from tf1_ema.legacy import era_repr, py2print
+from tf1_ema.legacy import era_repr, py2runtime, py2to3
 from tf1_ema.legacy.errors import LegacyError
 
 __all__ = ["check_script", "run", "compare", "EXIT_INTERRUPTED", "EXIT_USAGE"]
@@ -38,7 +38,8 @@ _PYTHON_SUFFIXES = (".py", ".pyw")
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Frames from these files are machinery, not the user's program: cut from tracebacks.
 _MACHINERY = tuple(
-    os.path.join(_PACKAGE_DIR, name) for name in ("runner.py", "v1.py", "cli.py", "__main__.py")
+    os.path.join(_PACKAGE_DIR, name)
+    for name in ("runner.py", "v1.py", "cli.py", "__main__.py", "legacy/py2runtime.py", "legacy/era_repr.py")
 )
 
 
@@ -89,7 +90,7 @@ def check_script(path: str) -> Optional[str]:
             path,
             first_line[2:].strip() or "no interpreter",
         )
-    if _compiles(py2print.fix_print(source)):
+    if _compiles(source) or py2to3.parses_as_python2(source):
         return None
     return "%r is not a Python script (no .py suffix and it does not parse as Python); rename it to .py" % path
 
@@ -108,8 +109,9 @@ def run(
     *,
     reference: bool = False,
     numpy_print: str = "1.25",
-    py2_print: bool = True,
+    py2: Optional[bool] = None,
     tf_log: bool = False,
+    tf_version: Optional[str] = None,
 ) -> int:
     """Runs ``script`` as ``__main__`` with the TF1 API and returns its exit code.
 
@@ -122,8 +124,12 @@ def run(
         args: the script's own arguments, ``sys.argv[1:]``.
         reference: give the script the stock ``tf.compat.v1.train.ExponentialMovingAverage``.
         numpy_print: the NumPy print era, see ``tf1_ema.v1.set_numpy_print``.
-        py2_print: translate Python 2 print statements (in the script and beside it).
+        py2: translate Python 2 source (the script and the modules beside it): True always,
+            False never, None when a file does not compile as Python 3 but does as Python 2.
         tf_log: keep TensorFlow's log noise.
+        tf_version: the TF 1.x minor whose log output to reproduce ("1.0" ... "1.15");
+            None means ``$TF1_EMA_TF_VERSION``, else 1.15. Resolve it first
+            (``tflog.resolve_tf_version``) to report a bad value as a usage error.
 
     Returns:
         0, the script's ``sys.exit`` code, 1 after an uncaught exception, or 130 after Ctrl-C.
@@ -134,19 +140,13 @@ def run(
     v1.set_numpy_print(numpy_print)
     path = os.path.abspath(script)
     root = os.path.dirname(os.path.realpath(path))
-    loader = _UserLoader("__main__", path, py2_print)
-    source = importlib.util.decode_source(loader.get_data(path))
-    fixed = py2print.fix_print(source) if py2_print else source
+    loader = _UserLoader("__main__", path, py2)
     try:
-        code = compile(fixed, path, "exec", dont_inherit=True)
+        code = loader.get_code("__main__")
     except SyntaxError as err:
         traceback.print_exception(type(err), err, None)
-        if fixed != source:
-            print(
-                "tf1-ema: note: only Python 2 print statements are translated; fix the rest of "
-                "this line by hand (2to3 can help)",
-                file=sys.stderr,
-            )
+        if py2 is None and not loader.translated:
+            print("tf1-ema: note: this file is neither Python 3 nor Python 2 that tf1-ema can translate", file=sys.stderr)
         return 1
     main = types.ModuleType("__main__")
     main.__dict__.update(
@@ -156,9 +156,12 @@ def run(
         # NumPy scalars' repr is fixed in C: user code's print asks era_repr for 1.13's text.
         _USER_GLOBALS["print"] = era_repr.era_print
     main.__dict__.update(_USER_GLOBALS)
+    if loader.translated:
+        main.__dict__[py2runtime.HELPER_NAME] = py2runtime.RUNTIME
     try:
         v1.install(_UserCode(main.__dict__), reference=reference)
-        _install_finder(root, py2_print)
+        _configure_tf1_logging(v1, tf_version)
+        _install_finder(root, py2)
         sys.modules["__main__"] = main
         sys.argv = [script, *args]
         # As `python script.py` does: the script's (symlink-resolved) directory comes first.
@@ -182,6 +185,13 @@ def run(
     finally:
         _flush()
     return 0
+
+
+def _configure_tf1_logging(v1: types.ModuleType, tf_version: Optional[str]) -> None:
+    """TF1 parity: a script's TensorFlow log shows WARNING and up on stderr, as TF 1.x's did."""
+    from tf1_ema.legacy import tflog
+
+    v1.configure_tf1_logging(tflog.resolve_tf_version(tf_version), interactive=False)
 
 
 def _exit_code(code: object) -> int:
@@ -217,26 +227,62 @@ class _UserCode:
 
 
 class _UserLoader(importlib.machinery.SourceFileLoader):
-    """Loads the user's own modules: print fix applied, never cached as bytecode.
+    """Loads the user's own modules: Python 2 translated, never cached as bytecode.
 
     No ``.pyc`` is read or written, so a translated Python 2 module never leaks into a
-    later plain ``python`` run, and ``--no-py2-print`` always sees the file as it is.
+    later plain ``python`` run, and ``--no-py2`` always sees the file as it is.
     """
 
-    def __init__(self, fullname: str, path: str, fix_print: bool) -> None:
+    def __init__(self, fullname: str, path: str, py2: Optional[bool]) -> None:
         super().__init__(fullname, path)
-        self.fix_print = fix_print
+        self.py2 = py2
+        self.translated = False
+        self._code: Optional[types.CodeType] = None
 
     def exec_module(self, module: types.ModuleType) -> None:
         module.__dict__.update(_USER_GLOBALS)
         super().exec_module(module)
 
     def get_code(self, fullname: str) -> types.CodeType:
+        if self._code is not None:
+            code, self._code = self._code, None
+            return code
         path = self.get_filename(fullname)
         source = importlib.util.decode_source(self.get_data(path))
-        if self.fix_print:
-            source = py2print.fix_print(source)
-        return compile(source, path, "exec", dont_inherit=True)
+        code, self.translated = _compile_user(source, path, self.py2)
+        return code
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> Optional[types.ModuleType]:
+        # Compiled here, before exec_module, so a translated module starts with its helpers.
+        self._code = self.get_code(spec.name)
+        if not self.translated:
+            return None
+        module = types.ModuleType(spec.name)
+        module.__dict__[py2runtime.HELPER_NAME] = py2runtime.RUNTIME
+        return module
+
+
+def _compile_user(source: str, path: str, py2: Optional[bool]) -> Tuple[types.CodeType, bool]:
+    """Compiles a user file, translated from Python 2 when ``py2to3.decide`` says so.
+
+    Returns:
+        The code object (its line numbers are the user's) and whether it was translated.
+
+    Raises:
+        SyntaxError: at the user's line, when the text is not valid Python either way.
+    """
+    translation = py2to3.translate(source) if py2to3.decide(source, py2) else None
+    if translation is None:
+        return compile(source, path, "exec", dont_inherit=True), False
+    try:
+        tree = ast.parse(translation.source, path)
+    except SyntaxError as err:
+        if err.lineno:
+            err.lineno = translation.line_map[min(err.lineno, len(translation.line_map) - 1)]
+            err.text = source.splitlines()[err.lineno - 1] if err.lineno <= len(source.splitlines()) else err.text
+            err.end_lineno = err.offset = err.end_offset = None
+        raise
+    return compile(translation.remap(tree), path, "exec", dont_inherit=True), True
 
 
 class _UserFinder:
@@ -246,9 +292,9 @@ class _UserFinder:
     an installed package (no site-packages, no virtualenv, not tf1_ema itself).
     """
 
-    def __init__(self, root: str, fix_print: bool) -> None:
+    def __init__(self, root: str, py2: Optional[bool]) -> None:
         self.root = root
-        self.fix_print = fix_print
+        self.py2 = py2
         self.excluded = [
             os.path.realpath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix, _PACKAGE_DIR}
         ]
@@ -267,7 +313,7 @@ class _UserFinder:
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             if spec.origin and self.owns(spec.origin):
-                spec.loader = _UserLoader(fullname, spec.origin, self.fix_print)
+                spec.loader = _UserLoader(fullname, spec.origin, self.py2)
         return spec
 
     def invalidate_caches(self) -> None:
@@ -281,8 +327,8 @@ def _is_within(path: str, directory: str) -> bool:
         return False
 
 
-def _install_finder(root: str, fix_print: bool) -> None:
-    finder = _UserFinder(root, fix_print)
+def _install_finder(root: str, py2: Optional[bool]) -> None:
+    finder = _UserFinder(root, py2)
     for index, existing in enumerate(sys.meta_path):
         if existing is importlib.machinery.PathFinder:
             sys.meta_path.insert(index, finder)
@@ -294,7 +340,8 @@ def _without_machinery(tb: Optional[types.TracebackType]) -> Optional[types.Trac
     """A copy of the traceback chain with our own frames (runner, v1, cli) cut out."""
     frames = []
     while tb is not None:
-        if not tb.tb_frame.f_code.co_filename.startswith(_MACHINERY):
+        # The import system's frames too, as python hides them for a module that fails to load.
+        if not tb.tb_frame.f_code.co_filename.startswith(_MACHINERY + ("<frozen importlib",)):
             frames.append(tb)
         tb = tb.tb_next
     rebuilt = None
@@ -334,8 +381,9 @@ def compare(
     args: Sequence[str] = (),
     *,
     numpy_print: str = "1.25",
-    py2_print: bool = True,
+    py2: Optional[bool] = None,
     tf_log: bool = False,
+    tf_version: Optional[str] = None,
     capture: Optional[Callable[[List[str]], subprocess.CompletedProcess]] = None,
 ) -> int:
     """Runs ``script`` with our EMA and with the stock one and compares their stdout.
@@ -348,8 +396,9 @@ def compare(
         script: the path as typed.
         args: the script's own arguments.
         numpy_print: NumPy print era for both runs.
-        py2_print: translate Python 2 print statements in both runs.
+        py2: force Python 2 translation on (True) or off (False) in both runs; None detects.
         tf_log: keep TensorFlow's log noise in both runs.
+        tf_version: the TF 1.x minor whose log output both runs reproduce.
         capture: runs one command line and captures its stdout (tests substitute it).
 
     Returns:
@@ -357,8 +406,9 @@ def compare(
     """
     capture = capture or _capture
     base = [sys.executable, "-m", "tf1_ema", "run", "--numpy-print", numpy_print]
-    base += [] if py2_print else ["--no-py2-print"]
+    base += [] if py2 is None else ["--py2" if py2 else "--no-py2"]
     base += ["--tf-log"] if tf_log else []
+    base += ["--tf-version", tf_version] if tf_version else []
     ours = capture(base + ["--", script, *args])
     stock = capture(base + ["--reference", "--", script, *args])
     sys.stdout.write(ours.stdout)

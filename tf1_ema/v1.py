@@ -17,6 +17,12 @@ Contract (shared by ``tf1_ema.runner`` and the Jupyter kernel in ``tf1_ema.kerne
   import ...`` run by code whose module globals satisfy ``is_user_code`` gets the namespace
   above; everyone else (third-party libraries) keeps the real module. Idempotent; a second
   call replaces the predicate and mode.
+* ``configure_tf1_logging(version, interactive)`` -- after ``install``: TensorFlow's Python
+  log as TF 1.x ``version`` showed it (INFO on stdout when interactive, WARNING on stderr
+  in scripts; only messages that minor emitted, plus the user's own). User code also gets
+  TF1's ``tensorflow.python.*`` idioms (``graph_util``, ``freeze_graph``, ...), a one-line
+  error for ``tf.estimator``, and NumPy/Pillow/scipy.misc stand-ins with their TF1-era
+  names (``tf1_ema.legacy.libshims``).
 * ``set_numpy_print(era)`` with era in ``NUMPY_PRINT_ERAS`` ("1.13", "1.25", "modern");
   ``NUMPY_PRINT_ENV`` names the environment variable that picks the default era, and
   ``resolve_numpy_print(value)`` applies that rule.
@@ -94,7 +100,8 @@ def prepare_environment(tf_log: bool = False) -> None:
 
 
 def _quiet_python_logging() -> None:
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    if _TF1Logging.version is None:  # once TF1's logging is set up, its levels stand
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
     try:
         from absl import logging as absl_logging
     except ImportError:  # absl comes with TensorFlow; without it there is nothing to quiet
@@ -212,29 +219,32 @@ def namespace(reference: bool = False) -> types.ModuleType:
         "the stock" if reference else "tf1_ema's"
     )
     ns = _Namespace("tensorflow", v1, doc=doc)
-    training = sys.modules["tensorflow.python.training"]
-    private = _Namespace(
-        "tensorflow.python",
-        sys.modules["tensorflow.python"],
-        {
-            # Old batch-norm code imports the update function from here; give it ours too.
-            "training": _Namespace(
-                "tensorflow.python.training",
-                training,
-                {"moving_averages": _Namespace("tensorflow.python.training.moving_averages", training.moving_averages, ema)},
-            )
-        },
-    )
+    private = _private_namespace(v1, ema)
     ns.__dict__.update(
         {
             "train": _Namespace("tensorflow.train", v1.train, train),
             "import_graph_def": _update_op.with_library(v1.import_graph_def),
+            # A SavedModel written by an older tf1_ema holds its ops; load it like a MetaGraph.
+            "saved_model": _Namespace(
+                "tensorflow.saved_model",
+                v1.saved_model,
+                {
+                    "load": _update_op.with_library(v1.saved_model.load),
+                    "loader": _Namespace(
+                        "tensorflow.saved_model.loader",
+                        v1.saved_model.loader,
+                        {"load": _update_op.with_library(v1.saved_model.loader.load)},
+                    ),
+                },
+            ),
             # Not in TF1's public API, but where users of tf1_ema look for it.
             "assign_moving_average": assign,
             "compat": _Namespace("tensorflow.compat", v1.compat, {"v1": ns}),
             "contrib": contrib.build(v1),
             "examples": tf_examples.build(),
             "python": private,
+            "graph_util": private.framework.graph_util,
+            "estimator": _estimator_stub(),
         }
     )
     _State.namespaces[reference] = ns
@@ -279,8 +289,11 @@ def _wants_tf1(globals_: Optional[dict]) -> bool:
 
 
 def _import_hook(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002 -- __import__'s names
-    if level == 0 and name.partition(".")[0] == "tensorflow" and _wants_tf1(globals):
+    top = name.partition(".")[0]
+    if level == 0 and top == "tensorflow" and _wants_tf1(globals):
         return _import_tf1(name, globals, locals, fromlist)
+    if level == 0 and top in _ERA_LIBRARIES and _wants_tf1(globals):
+        return _import_era_library(name, globals, locals, fromlist)
     return _State.original_import(name, globals, locals, fromlist, level)
 
 
@@ -303,7 +316,14 @@ def _import_tf1(name: str, globals_: dict, locals_: Any, fromlist: Any) -> Any:
         raise RemovedModuleError(str(err), name=name) from None
     except AttributeError:
         # A real submodule not loaded yet (tensorflow.python.ops.x): load it, look again.
-        original(name, globals_, locals_, fromlist, 0)
+        try:
+            original(name, globals_, locals_, fromlist, 0)
+        except ModuleNotFoundError as err:
+            if not (err.name or "").startswith("tensorflow"):
+                raise
+            from tf1_ema.legacy import idioms
+
+            raise RemovedModuleError(idioms.explain_missing(name), name=name) from None
         try:
             target = _walk(ns, parts)
         except AttributeError:
@@ -387,3 +407,177 @@ def set_numpy_print(era: str) -> None:
     if legacy == "1.25" and numpy.lib.NumpyVersion(numpy.__version__) < "2.0.0":
         legacy = False  # NumPy 1.x prints this way already and rejects legacy="1.25"
     numpy.set_printoptions(legacy=legacy)
+
+
+# ---------------------------------------------------------------------------- era fidelity
+# TF1's logging, its private-module idioms and the libraries around TF1 code, as they were
+# (issue 12). Data and TF-free parts live in tf1_ema.legacy.{tflog,idioms,libshims}.
+
+_ERA_LIBRARIES = ("numpy", "PIL", "scipy")
+_LOGGER_NAME = "tensorflow"
+
+
+class _TF1Logging:
+    version: Optional[str] = None
+
+
+def configure_tf1_logging(version: str, interactive: bool) -> None:
+    """Makes TensorFlow's Python logging look as it did in TF ``version`` (call after ``install``).
+
+    Interactive (the kernel): INFO and up on stdout; a script: WARNING and up on stderr;
+    ``LEVEL:tensorflow:message`` either way, and only the messages that TF 1.x minor emitted
+    or the user's code logs (``tf1_ema.legacy.tflog``). Under ``--tf-log``
+    (``prepare_environment(tf_log=True)``) nothing is filtered and this does nothing.
+
+    Args:
+        version: a TF 1.x minor from ``tflog.TF_VERSIONS``, e.g. "1.4".
+        interactive: True in the Jupyter kernel.
+    """
+    from tf1_ema.legacy import tflog
+
+    if not _State.quiet:
+        return
+    tf = _import_tensorflow()
+    tflog.configure(tf.get_logger(), version, interactive)
+    _TF1Logging.version = version
+
+
+def _import_era_library(name: str, globals_: dict, locals_: Any, fromlist: Any) -> Any:
+    """``__import__`` of numpy/PIL/scipy for user code: stand-ins with the names TF1 code used."""
+    from tf1_ema.legacy import libshims
+
+    libshims.notices = not _State.quiet
+    return libshims.proxy_for_import(_State.original_import, name, globals_, locals_, fromlist)
+
+
+def _estimator_stub() -> types.ModuleType:
+    from tf1_ema.legacy import idioms
+    from tf1_ema.legacy._stub import StubModule
+
+    return StubModule("tensorflow.estimator", "tf.estimator: removed from TensorFlow 2.16.", idioms.explain_estimator)
+
+
+def _private_namespace(v1: Any, ema: Dict[str, Any]) -> types.ModuleType:
+    """``tensorflow.python`` for user code: TF1's contents where TF 2 moved or changed them.
+
+    See ``tf1_ema.legacy.idioms.SERVED`` for the list.
+    """
+    import importlib
+
+    def real(path: str) -> types.ModuleType:
+        return importlib.import_module("tensorflow.python." + path)
+
+    def sub(path: str, overrides: Dict[str, Any]) -> _Namespace:
+        return _Namespace("tensorflow.python." + path, real(path), overrides)
+
+    # tf.graph_util's contents (import_graph_def included), with TF1's freezing function.
+    graph_util = _Namespace("tensorflow.python.framework.graph_util", v1.graph_util, _tf1_graph_util(v1))
+    return _Namespace(
+        "tensorflow.python",
+        sys.modules["tensorflow.python"],
+        {
+            # Old batch-norm code imports the update function from here; give it ours too.
+            "training": sub("training", {"moving_averages": sub("training.moving_averages", ema)}),
+            "framework": sub("framework", {"graph_util": graph_util}),
+            "tools": sub("tools", {"freeze_graph": _tf1_freeze_graph(graph_util)}),
+            "ops": sub(
+                "ops",
+                {
+                    # TF 2 moved these out of control_flow_ops; TF1 code imports them from it.
+                    "control_flow_ops": sub(
+                        "ops.control_flow_ops",
+                        {"cond": v1.cond, "while_loop": v1.while_loop, "case": v1.case, "Assert": v1.Assert},
+                    )
+                },
+            ),
+        },
+    )
+
+
+_VARIABLE_OPS = ("Variable", "VariableV2", "VarHandleOp")
+
+
+def _tf1_graph_util(v1: Any) -> Dict[str, Any]:
+    """``graph_util`` as TF1 had it: ``convert_variables_to_constants`` and its log lines."""
+    convert = v1.graph_util.convert_variables_to_constants
+
+    def convert_variables_to_constants(
+        sess, input_graph_def, output_node_names, variable_names_whitelist=None, variable_names_blacklist=None
+    ):
+        """Replaces the variables the outputs need by constants holding their values (TF1's).
+
+        TF1 parity: logs ``Froze N variables.`` and then ``Converted N variables to const
+        ops.`` (printed by TF 1.4-1.8, logged at INFO later), as TF 1.x's graph_util did.
+        """
+        output = convert(
+            sess,
+            input_graph_def,
+            output_node_names,
+            variable_names_whitelist=variable_names_whitelist,
+            variable_names_blacklist=variable_names_blacklist,
+        )
+        variables = {node.name for node in input_graph_def.node if node.op in _VARIABLE_OPS}
+        frozen = sum(1 for node in output.node if node.name in variables and node.op == "Const")
+        _emit_tf1("graph_util_impl.py", "Froze %d variables.", frozen)
+        _emit_tf1("graph_util_impl.py", "Converted %d variables to const ops.", frozen)
+        return output
+
+    from tf1_ema import _update_op
+
+    return {
+        "convert_variables_to_constants": convert_variables_to_constants,
+        # As tf.import_graph_def: graphs that use tf1_ema's fused update op load too.
+        "import_graph_def": _update_op.with_library(v1.import_graph_def),
+        "extract_sub_graph": v1.graph_util.extract_sub_graph,
+        "remove_training_nodes": v1.graph_util.remove_training_nodes,
+        "must_run_on_cpu": v1.graph_util.must_run_on_cpu,
+        "tensor_shape_from_node_def_name": v1.graph_util.tensor_shape_from_node_def_name,
+    }
+
+
+def _emit_tf1(source: str, template: str, *args: Any) -> None:
+    from tf1_ema.legacy import tflog
+
+    tflog.emit(logging.getLogger(_LOGGER_NAME), source, template, *args)
+
+
+def _tf1_freeze_graph(graph_util: types.ModuleType) -> types.ModuleType:
+    """A private instance of TensorFlow's ``freeze_graph`` module that freezes through TF1's graph_util.
+
+    TensorFlow's own module object stays as it is; this second instance is loaded from the
+    same file, with its ``convert_to_constants`` reference pointing at the TF1 function.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("tensorflow.python.tools.freeze_graph")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.convert_to_constants = _Namespace(
+        "tensorflow.python.framework.convert_to_constants",
+        module.convert_to_constants,
+        {"convert_variables_to_constants": graph_util.convert_variables_to_constants},
+    )
+    # TF1 parity: TF 2.x renamed variable_names_blacklist to variable_names_denylist.
+    freeze = _accepting_blacklist(module.freeze_graph_with_def_protos)
+
+    def freeze_graph_with_def_protos(*args: Any, **kwargs: Any) -> Any:
+        output = freeze(*args, **kwargs)
+        if hasattr(output, "node"):  # TF1 parity: TF 1.0-1.3 printed the frozen graph's size
+            _emit_tf1("freeze_graph.py", "%d ops in the final graph.", len(output.node))
+        return output
+
+    module.freeze_graph_with_def_protos = freeze_graph_with_def_protos
+    module.freeze_graph = _accepting_blacklist(module.freeze_graph)
+    return module
+
+
+def _accepting_blacklist(function: Callable[..., Any]) -> Callable[..., Any]:
+    import functools
+
+    @functools.wraps(function)
+    def tf1_signature(*args: Any, variable_names_blacklist: Any = None, **kwargs: Any) -> Any:
+        if variable_names_blacklist is not None:
+            kwargs.setdefault("variable_names_denylist", variable_names_blacklist)
+        return function(*args, **kwargs)
+
+    return tf1_signature

@@ -30,10 +30,8 @@
 // copied and then updated.
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
-#include <unordered_map>
 #include <vector>
 
 #include "tensorflow/core/framework/op.h"
@@ -208,7 +206,7 @@ void UpdateRange(const Segment& g, float one_minus_decay, int64_t lo, int64_t hi
                  Bf16ToF32(F32ToBf16(one_minus_decay)), n);
       break;
     default:
-      break;  // rejected by the op's type constraint
+      break;  // unreachable: CheckPair rejects every other dtype before any work starts
   }
 }
 
@@ -233,7 +231,20 @@ void RunSegments(OpKernelContext* ctx, const std::vector<Segment>& segments, flo
   tensorflow::Shard(threads->num_threads, threads->workers, total, kCostPerElement, work);
 }
 
+// The dtypes UpdateRange computes. A resource variable's dtype is not in the
+// op's type constraints (only tensors are), so every pair is checked here and
+// another dtype is an error, never a silently skipped update.
+bool Supported(DataType dtype) {
+  return dtype == tensorflow::DT_FLOAT || dtype == tensorflow::DT_DOUBLE || dtype == tensorflow::DT_HALF ||
+         dtype == tensorflow::DT_BFLOAT16;
+}
+
 absl::Status CheckPair(int i, const Tensor& shadow, const Tensor& value) {
+  if (!Supported(shadow.dtype())) {
+    return absl::InvalidArgumentError(absl::StrCat("Tf1EmaUpdate: shadow ", i, " has dtype ",
+                                                   tensorflow::DataTypeString(shadow.dtype()),
+                                                   "; only half, bfloat16, float and double are supported"));
+  }
   if (shadow.dtype() != value.dtype()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "Tf1EmaUpdate: shadow ", i, " has dtype ", tensorflow::DataTypeString(shadow.dtype()),
@@ -261,6 +272,24 @@ absl::Status OneMinusDecay(OpKernelContext* ctx, int input, float* one_minus_dec
 // Resource variables.
 // ---------------------------------------------------------------------------
 
+// An error, ReadVariableOp's, for the first handle whose variable was not found.
+absl::Status CheckFound(OpKernelContext* ctx, const std::vector<const tensorflow::ResourceHandle*>& handles,
+                        const std::vector<tensorflow::core::RefCountPtr<Var>>& vars) {
+  for (size_t i = 0; i < handles.size(); ++i) {
+    if (!vars[i]) {
+      // The message and error class of ReadVariableOp, which TF1 code may catch.
+      tensorflow::core::RefCountPtr<Var> missing;
+      const absl::Status status = tensorflow::LookupResource(ctx, *handles[i], &missing);
+      return absl::FailedPreconditionError(absl::StrCat(
+          "Could not find variable ", handles[i]->name(),
+          ". This could mean that the variable has been deleted. In TF1, it can also mean the variable is "
+          "uninitialized. Debug info: container=", handles[i]->container(),
+          ", status error message=", status.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Looks up `handles` in one batch under one lock of the resource manager,
 // which halves the cost per variable against one LookupResource each (it
 // matters with thousands); ref-counting (eager) handles one by one.
@@ -276,19 +305,7 @@ absl::Status LookupVariables(OpKernelContext* ctx, const std::vector<const tenso
       TF_RETURN_IF_ERROR(tensorflow::LookupResource(ctx, *handles[i], &(*vars)[i]));
     }
   }
-  for (size_t i = 0; i < handles.size(); ++i) {
-    if (!(*vars)[i]) {
-      // The message and error class of ReadVariableOp, which TF1 code may catch.
-      tensorflow::core::RefCountPtr<Var> missing;
-      const absl::Status status = tensorflow::LookupResource(ctx, *handles[i], &missing);
-      return absl::FailedPreconditionError(absl::StrCat(
-          "Could not find variable ", handles[i]->name(),
-          ". This could mean that the variable has been deleted. In TF1, it can also mean the variable is "
-          "uninitialized. Debug info: container=", handles[i]->container(),
-          ", status error message=", status.message()));
-    }
-  }
-  return absl::OkStatus();
+  return CheckFound(ctx, handles, *vars);
 }
 
 // The update of N resource-variable shadows. Variables [0, N) are the
@@ -318,6 +335,7 @@ class UpdateResourceBase : public OpKernel {
     OP_REQUIRES_OK(ctx, Variables(ctx, handles, &vars, &order));
     std::vector<tensorflow::mutex_lock> locks;
     std::vector<tensorflow::tf_shared_lock> shared_locks;
+    std::vector<const Var*> also_read;  // shadows that are also the value of a pair here
     locks.reserve(order.size());
     shared_locks.reserve(order.size());
     for (size_t j = 0; j < order.size(); ++j) {
@@ -325,6 +343,7 @@ class UpdateResourceBase : public OpKernel {
       if (j > 0 && order[j - 1].first == var) {
         OP_REQUIRES(ctx, !order[j].second,
                     absl::InvalidArgumentError(absl::StrCat(type_string(), ": the same shadow variable appears twice")));
+        also_read.push_back(var);
         continue;  // already locked, exclusively if it is also a shadow
       }
       if (order[j].second) {
@@ -367,7 +386,11 @@ class UpdateResourceBase : public OpKernel {
       // As PrepareToUpdateVariable: never write a buffer someone else holds
       // (a pending read, or the value itself); the update then writes a new
       // buffer instead of copying first and updating in place.
-      if (var->copy_on_read_mode.load() || !shadow->RefCountIsOne()) {
+      // A shadow that another pair reads as its value also gets a new buffer:
+      // TF1 reads the old shadow there (the Python side sends no such pair).
+      const bool read_here =
+          !also_read.empty() && std::find(also_read.begin(), also_read.end(), var) != also_read.end();
+      if (read_here || var->copy_on_read_mode.load() || !shadow->RefCountIsOne()) {
         tensorflow::AllocatorAttributes attr;
         attr.set_gpu_compatible(true);
         attr.set_nic_compatible(true);
@@ -429,41 +452,6 @@ class Tf1EmaUpdateOp : public UpdateResourceBase {
 // Tf1EmaUpdateByName: the handles are made once, from the containers and
 // shared names of graph-mode VarHandleOps, exactly as those ops make them
 // each step. With thousands of small variables, the VarHandleOps the executor
-// would otherwise run every step cost as much as the whole update.
-// How many references the caches of Tf1EmaUpdateByName kernels hold on each
-// variable, process-wide. A variable whose reference count is no higher is
-// held by those caches alone: the resource manager deleted it.
-class CacheHolds {
- public:
-  // Counts one more cached reference to `var`; the counter stays valid while it is held.
-  static std::atomic<int>* Hold(const Var* var) {
-    tensorflow::mutex_lock l(mu());
-    std::atomic<int>& holds = map().try_emplace(var, 0).first->second;
-    holds.fetch_add(1);
-    return &holds;
-  }
-
-  // Counts one cached reference less; call before dropping the reference itself.
-  static void Release(const Var* var) {
-    tensorflow::mutex_lock l(mu());
-    auto it = map().find(var);
-    if (it != map().end() && it->second.fetch_sub(1) == 1) map().erase(it);
-  }
-
- private:
-  static tensorflow::mutex& mu() {
-    static auto* m = new tensorflow::mutex;
-    return *m;
-  }
-  static std::unordered_map<const Var*, std::atomic<int>>& map() {
-    static auto* m = new std::unordered_map<const Var*, std::atomic<int>>;
-    return *m;
-  }
-};
-
-// Tf1EmaUpdateByName: the handles are made once, from the containers and
-// shared names of graph-mode VarHandleOps, exactly as those ops make them
-// each step. With thousands of small variables, the VarHandleOps the executor
 // would otherwise run every step cost as much as the whole update. An empty
 // container means the op's `container` attribute, which TensorFlow fills
 // like the VarHandleOps' own when a graph is imported under tf.container().
@@ -482,9 +470,9 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
       const std::string& c = containers[i].empty() ? container : containers[i];
       handles_.push_back(tensorflow::MakeResourceHandle<Var>(ctx, c, names[i]));
     }
+    // handles_ is complete: pointers into it stay valid.
+    for (const auto& h : handles_) names_.emplace_back(&h.container(), &h.name());
   }
-
-  ~Tf1EmaUpdateByNameOp() override { Drop(); }
 
  protected:
   void Handles(OpKernelContext* ctx, std::vector<const tensorflow::ResourceHandle*>* handles) override {
@@ -492,48 +480,38 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
     for (size_t i = 0; i < handles_.size(); ++i) (*handles)[i] = &handles_[i];
   }
 
-  // The names never change, so the variables found by the first run (and
-  // their lock order) are kept for later ones, which saves a hash lookup per
-  // variable per step. A kept variable that only such caches still hold was
-  // deleted from the resource manager (and perhaps created again under its
-  // name): all are looked up again then.
+  // The variables are looked up in the resource manager every run, as the
+  // VarHandleOps and ReadVariableOps of TF1's graph do, so a variable deleted
+  // and created again under its name is always the one updated: one batched
+  // lookup under one lock, of names prepared once (the handles were made
+  // here, for this device and type, so LookupResources' checks of both are
+  // skipped). Only the lock order, which depends on the variables found, is
+  // kept while they stay the same.
   absl::Status Variables(OpKernelContext* ctx, const std::vector<const tensorflow::ResourceHandle*>& handles,
                          std::vector<tensorflow::core::RefCountPtr<Var>>* vars,
                          std::vector<std::pair<Var*, bool>>* order) override {
-    tensorflow::mutex_lock l(cache_mu_);
-    bool valid = cached_.size() == handles.size();
-    for (size_t i = 0; valid && i < cached_.size(); ++i) valid = cached_[i]->RefCount() > holds_[i]->load();
-    if (!valid) {
-      Drop();
-      absl::Status status = LookupVariables(ctx, handles, &cached_);
-      if (!status.ok()) {
-        cached_.clear();
-        return status;
-      }
-      for (const auto& var : cached_) holds_.push_back(CacheHolds::Hold(var.get()));
-      LockOrder(cached_, &cached_order_);
-    }
     vars->clear();
-    vars->reserve(cached_.size());
-    for (const auto& var : cached_) {
-      var->Ref();
-      vars->emplace_back(var.get());
+    TF_RETURN_IF_ERROR(ctx->resource_manager()->LookupMany<Var>(names_, vars));
+    TF_RETURN_IF_ERROR(CheckFound(ctx, handles, *vars));
+    tensorflow::mutex_lock l(cache_mu_);
+    bool same = cached_.size() == vars->size();
+    for (size_t i = 0; same && i < cached_.size(); ++i) same = cached_[i] == (*vars)[i].get();
+    if (!same) {
+      cached_.clear();
+      for (const auto& var : *vars) cached_.push_back(var.get());
+      LockOrder(*vars, &cached_order_);
     }
     *order = cached_order_;
     return absl::OkStatus();
   }
 
  private:
-  void Drop() {
-    for (const auto& var : cached_) CacheHolds::Release(var.get());
-    cached_.clear();
-    holds_.clear();
-  }
-
   std::vector<tensorflow::ResourceHandle> handles_;
+  std::vector<std::pair<const std::string*, const std::string*>> names_;  // (container, name) of handles_
   tensorflow::mutex cache_mu_;
-  std::vector<tensorflow::core::RefCountPtr<Var>> cached_;
-  std::vector<std::atomic<int>*> holds_;  // CacheHolds' counter of each cached variable
+  // The variables of the last run, compared by address only (never
+  // dereferenced), and their lock order.
+  std::vector<const Var*> cached_;
   std::vector<std::pair<Var*, bool>> cached_order_;
 };
 

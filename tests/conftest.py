@@ -14,10 +14,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest
 
-#: Seconds any test waits for a subprocess or a Jupyter kernel (start-up, a
-#: reply, a whole run) before it fails. Generous on purpose: a run beside other
-#: CPU-heavy jobs must not fail on time. ``TF1_EMA_TEST_TIMEOUT`` overrides it.
-TIMEOUT = float(os.environ.get("TF1_EMA_TEST_TIMEOUT", "900"))
+from limits import TIMEOUT  # every wait of the suite; see tests/limits.py
 
 #: The `quick` selection (``make test-quick``, ``pytest -m quick``), in one
 #: place: test module -> the node-id fragments that select its quick tests

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_ema.py"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema import __version__, cli, runner
 from tf1_ema.v1 import NUMPY_PRINT_ENV
 

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from harness import assert_bits_equal
 
 STEPS = 8

@@ -22,7 +22,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 import strategies as S
 import tf1_ema
 from harness import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema.legacy import idioms
 from tf1_ema.legacy.errors import LegacyError
 

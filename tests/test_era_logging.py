@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema import cli
 from tf1_ema.legacy import tflog
 

@@ -38,7 +38,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 import tf1_ema
 
 from fast_path_harness import (  # noqa: F401 - fixtures and xfail conditions are looked up by name

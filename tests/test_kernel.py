@@ -24,7 +24,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema import kernelspec
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import py2_golden
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema.legacy import era_repr, input_data, py2runtime, py2to3
 from tf1_ema.legacy.errors import ContribRemovedError, LegacyError, MissingDataError
 

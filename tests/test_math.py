@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 import strategies as S
 from bit_rule import assert_bits_equal
 from tf1_ema import _math

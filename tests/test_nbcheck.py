@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema import cli, nbcheck
 from tf1_ema.nbcheck import Markers, Options, compare_cell, compare_numbers, normalize_lines
 

@@ -17,7 +17,7 @@ import nbformat
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema import kernelspec
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from fast_path_harness import (  # noqa: F401 - fixtures are looked up by name
     FAST,
     MODES,

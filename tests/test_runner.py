@@ -17,7 +17,7 @@ import numpy as np
 import py2_golden
 import pytest
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema import cli, runner
 from tf1_ema.v1 import NUMPY_PRINT_ENV
 

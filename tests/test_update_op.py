@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import TIMEOUT
+from limits import TIMEOUT
 from tf1_ema import _update_op
 
 v1 = tf.compat.v1

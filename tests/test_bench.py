@@ -13,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 
+from limits import TIMEOUT
+
 SCRIPT = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "bench_ema.py"
 
 
@@ -91,7 +93,7 @@ def test_smoke_run_emits_json_with_passing_check():
     """`bench_ema.py --smoke --json --workloads C,build` exits 0 with complete JSON and a passed check."""
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--smoke", "--json", "--workloads", "C,build"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)

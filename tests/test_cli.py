@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from limits import TIMEOUT
 from tf1_ema import __version__, cli, runner
 from tf1_ema.v1 import NUMPY_PRINT_ENV
 
@@ -26,7 +27,7 @@ def parse(*argv):
 def tf1_ema(*argv, cwd=REPO, env=None):
     """Runs ``python -m tf1_ema ARGV`` in a subprocess and returns the completed process."""
     return subprocess.run(
-        [sys.executable, "-m", "tf1_ema", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "tf1_ema", *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT
     )
 
 

@@ -17,6 +17,7 @@ import sys
 import numpy as np
 import pytest
 
+from limits import TIMEOUT
 from harness import assert_bits_equal
 
 STEPS = 8
@@ -134,7 +135,7 @@ def runs(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("distribute") / "runs.npz")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.run([sys.executable, __file__, out], env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, __file__, out], env=env, capture_output=True, text=True, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     with np.load(out) as data:
         return dict(data)

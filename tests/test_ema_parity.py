@@ -22,6 +22,7 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from limits import TIMEOUT
 import strategies as S
 import tf1_ema
 from harness import (
@@ -1215,7 +1216,7 @@ def eager_runs():
     }
     runs = {}
     for label, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=300)
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
         assert proc.returncode == 0, stderr[-3000:]
         runs[label] = json.loads(stdout.strip().splitlines()[-1])
     return runs
@@ -1426,7 +1427,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
 def test_mirrored_strategy_matches_the_reference():
     """Under MirroredStrategy (2 CPUs, graph mode) shadows, MEAN-reduced updates, names and GraphDefs match."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT], capture_output=True, text=True, env=env, timeout=TIMEOUT)
     if proc.returncode != 0 and "MirroredStrategy" in proc.stderr and "not supported" in proc.stderr:
         pytest.skip("MirroredStrategy cannot run in graph mode here: " + proc.stderr.strip().splitlines()[-1])
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from limits import TIMEOUT
 from tf1_ema.legacy import idioms
 from tf1_ema.legacy.errors import LegacyError
 
@@ -128,7 +129,7 @@ def test_tf1_private_module_idioms_run_as_in_tf1(tmp_path):
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(site)])
     result = subprocess.run(
         [sys.executable, "-m", "tf1_ema", "run", "idioms.py"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        cwd=project, env=env, capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert result.stdout == EXPECTED_STDOUT, result.stderr
     assert result.returncode == 1

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from limits import TIMEOUT
 from tf1_ema import cli
 from tf1_ema.legacy import tflog
 
@@ -314,7 +315,7 @@ def env(**extra):
 
 def run(argv, cwd, **extra):
     """Runs a Python command line; returns the completed process (text, captured)."""
-    return subprocess.run([sys.executable, *argv], cwd=cwd, env=env(**extra), capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *argv], cwd=cwd, env=env(**extra), capture_output=True, text=True, timeout=TIMEOUT)
 
 
 @pytest.fixture
@@ -407,7 +408,7 @@ def test_kernel_cells_show_tf1_info_lines(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", env()["PYTHONPATH"])
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source, _ in KERNEL_CELLS]
-    client = nbclient.NotebookClient(nb, kernel_name="tf1-ema", timeout=300, startup_timeout=300,
+    client = nbclient.NotebookClient(nb, kernel_name="tf1-ema", timeout=TIMEOUT, startup_timeout=TIMEOUT,
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
     for cell, (_, expected) in zip(nb.cells, KERNEL_CELLS):
@@ -487,7 +488,7 @@ def test_wheel_ships_the_log_table(tmp_path):
 
     subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
-        cwd=REPO, check=True, capture_output=True, timeout=120,
+        cwd=REPO, check=True, capture_output=True, timeout=TIMEOUT,
     )
     (wheel,) = tmp_path.glob("tf1_ema-*.whl")
     with zipfile.ZipFile(wheel) as archive:

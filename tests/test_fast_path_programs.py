@@ -38,6 +38,7 @@ import pytest
 import tensorflow as tf
 from google.protobuf import text_format
 
+from limits import TIMEOUT
 import tf1_ema
 
 from fast_path_harness import (  # noqa: F401 - fixtures and xfail conditions are looked up by name
@@ -1061,7 +1062,7 @@ def test_saved_model_of_the_training_session_serves_without_tf1_ema(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF1_EMA_CACHE_DIR"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run([sys.executable, "-c", SERVE_PROGRAM, *dirs], capture_output=True, text=True, env=env,
-                          cwd=str(tmp_path), timeout=300)  # fmt: skip
+                          cwd=str(tmp_path), timeout=TIMEOUT)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     served = json.loads(proc.stdout.strip().splitlines()[-1])
     assert isinstance(served[dirs[0]], list), served[dirs[0]]  # stock's loads
@@ -1128,7 +1129,7 @@ def test_xla_auto_clustering_leaves_the_fused_update_exact():
     env = {k: v for k, v in os.environ.items() if k != "TF_XLA_FLAGS"}
     env.update(TF_XLA_FLAGS="--tf_xla_cpu_global_jit", TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run(
-        [sys.executable, "-c", XLA_PROGRAM], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+        [sys.executable, "-c", XLA_PROGRAM], capture_output=True, text=True, env=env, cwd=REPO, timeout=TIMEOUT
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -1406,7 +1407,7 @@ def _run_both(script, args_by_mode, cwd):
         )
     results = {}
     for mode, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
+        out, err = proc.communicate(timeout=TIMEOUT)
         results[mode] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     return results
 

@@ -21,18 +21,18 @@ import nbformat
 import py2_golden
 import pytest
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import start_new_kernel
 from nbclient import NotebookClient
 
+from limits import TIMEOUT
 from tf1_ema import kernelspec
-
-START_TIMEOUT = 120
 
 
 def _interpreter_prefix(executable: str) -> str:
     """The ``sys.prefix`` that ``executable`` reports when run."""
     out = subprocess.run(
         [executable, "-c", "import sys; print(sys.prefix)"],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True, text=True, check=True, timeout=TIMEOUT,
     )
     return out.stdout.strip()
 
@@ -134,7 +134,7 @@ def test_sanitize_file_ships_inside_the_package():
 def test_kernelspec_module_does_not_import_tensorflow():
     """Importing tf1_ema.kernelspec (what `tf1-ema kernel install` needs) leaves TensorFlow unloaded."""
     code = "import sys, tf1_ema.kernelspec; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=TIMEOUT)
     assert out.stdout.strip() == "False"
 
 
@@ -143,7 +143,7 @@ def test_wheel_ships_the_kernelspec_as_shared_data_and_the_sanitize_file(tmp_pat
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run(
         [sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(tmp_path)],
-        cwd=root, check=True, capture_output=True, timeout=120,
+        cwd=root, check=True, capture_output=True, timeout=TIMEOUT,
     )
     (wheel,) = tmp_path.glob("tf1_ema-*.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -172,7 +172,7 @@ def test_cli_kernel_install_and_remove(tmp_path, capsys):
 def test_nbval_config_command_prints_the_shipped_sanitize_file():
     """The installed `tf1-ema nbval-config` script prints SANITIZE_FILE, for `--nbval-sanitize-with "$(...)"`."""
     script = os.path.join(os.path.dirname(sys.executable), "tf1-ema")
-    out = subprocess.run([script, "nbval-config"], capture_output=True, text=True, check=True, timeout=60)
+    out = subprocess.run([script, "nbval-config"], capture_output=True, text=True, check=True, timeout=TIMEOUT)
     assert out.stdout == kernelspec.SANITIZE_FILE + "\n"
 
 
@@ -225,7 +225,7 @@ def executed_notebook():
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "tf1-ema", "display_name": kernelspec.DISPLAY_NAME, "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(source) for source, _ in _CELLS]
-    client = NotebookClient(nb, kernel_name="tf1-ema", timeout=START_TIMEOUT, startup_timeout=START_TIMEOUT)
+    client = NotebookClient(nb, kernel_name="tf1-ema", timeout=TIMEOUT, startup_timeout=TIMEOUT)
     client.execute()
     return nb
 
@@ -288,7 +288,7 @@ def np113_notebook():
     before = os.environ.get("TF1_EMA_NUMPY_PRINT")
     os.environ["TF1_EMA_NUMPY_PRINT"] = "1.13"
     try:
-        NotebookClient(nb, kernel_name="tf1-ema", timeout=START_TIMEOUT, startup_timeout=START_TIMEOUT).execute()
+        NotebookClient(nb, kernel_name="tf1-ema", timeout=TIMEOUT, startup_timeout=TIMEOUT).execute()
     finally:
         if before is None:
             del os.environ["TF1_EMA_NUMPY_PRINT"]
@@ -339,7 +339,7 @@ def _execute(client, code: str) -> dict:
     def on_input(msg):
         client.input(py2_golden.STDIN.rstrip("\n"))
 
-    client.execute_interactive(code, allow_stdin=True, output_hook=on_output, stdin_hook=on_input, timeout=120)
+    client.execute_interactive(code, allow_stdin=True, output_hook=on_output, stdin_hook=on_input, timeout=TIMEOUT)
     return result
 
 
@@ -349,7 +349,7 @@ def py2_kernel_results():
     from jupyter_client.manager import start_new_kernel
 
     env = dict(os.environ, TF1_EMA_PY2="1")
-    manager, client = start_new_kernel(kernel_name=kernelspec.KERNEL_NAME, startup_timeout=START_TIMEOUT, env=env)
+    manager, client = start_new_kernel(kernel_name=kernelspec.KERNEL_NAME, startup_timeout=TIMEOUT, env=env)
     try:
         results = {"prelude": _execute(client, py2_golden.PRELUDE + py2_golden.TF_PRELUDE)}
         for name, (source, _, _) in py2_golden.GOLDEN.items():
@@ -446,7 +446,7 @@ def era_magic_results():
     from jupyter_client.manager import start_new_kernel
 
     env = {k: v for k, v in os.environ.items() if k not in ("TF1_EMA_PY2", "TF1_EMA_NUMPY_PRINT", "TF1_EMA_TF_VERSION")}
-    manager, client = start_new_kernel(kernel_name=kernelspec.KERNEL_NAME, startup_timeout=START_TIMEOUT, env=env)
+    manager, client = start_new_kernel(kernel_name=kernelspec.KERNEL_NAME, startup_timeout=TIMEOUT, env=env)
     try:
         return {name: _execute(client, source) for name, source in _ERA_CELLS}
     finally:
@@ -518,7 +518,7 @@ def test_failed_tf1_setup_kills_the_kernel_with_a_clear_error(tmp_path):
     env = dict(os.environ, TF1_EMA_NUMPY_PRINT="1.0-does-not-exist")
     proc = subprocess.run(
         [sys.executable, "-m", "tf1_ema.kernel", "-f", str(tmp_path / "kernel.json")],
-        env=env, capture_output=True, text=True, timeout=START_TIMEOUT,
+        env=env, capture_output=True, text=True, timeout=TIMEOUT,
     )
     assert proc.returncode == 1
     assert "tf1-ema kernel: the TF1 set-up failed" in proc.stderr
@@ -567,6 +567,15 @@ class _Conformance(jupyter_kernel_test.KernelTests):
     code_inspect_sample = "zip"
     code_clear_output = "from IPython.display import clear_output; clear_output()"
 
+    @classmethod
+    def setUpClass(cls) -> None:
+        """Starts the kernel with the suite's start-up limit, not jupyter_client's 60 s."""
+        cls.km, cls.kc = start_new_kernel(kernel_name=cls.kernel_name, startup_timeout=TIMEOUT)
+
+    def execute_helper(self, code, timeout=TIMEOUT, **kwargs):
+        """Runs ``code`` as jupyter_kernel_test does, waiting up to the suite's limit, not 15 s."""
+        return super().execute_helper(code, timeout=timeout, **kwargs)
+
 
 @pytest.mark.slow
 def test_kernel_protocol_conformance(tmp_path, monkeypatch):
@@ -574,6 +583,8 @@ def test_kernel_protocol_conformance(tmp_path, monkeypatch):
     # The history checks read IPython's history database; a private one keeps
     # other kernels running on this machine out of the search results.
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    # jupyter_kernel_test waits 15 s for a kernel_info reply; a busy machine needs the suite's limit.
+    monkeypatch.setattr(jupyter_kernel_test, "TIMEOUT", TIMEOUT)
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(_Conformance)
     stream = io.StringIO()
     result = unittest.TextTestRunner(stream=stream, verbosity=2).run(suite)

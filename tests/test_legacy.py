@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import py2_golden
+from limits import TIMEOUT
 from tf1_ema.legacy import era_repr, input_data, py2runtime, py2to3
 from tf1_ema.legacy.errors import ContribRemovedError, LegacyError, MissingDataError
 
@@ -287,7 +288,9 @@ def test_read_data_sets_scales_and_flattens_images(indexed_mnist_dir):
     """Images come as float32 rows of 784 scaled by 1/255, as in TF1."""
     images = input_data.read_data_sets(str(indexed_mnist_dir)).validation.images
     assert images.shape == (5000, 784) and images.dtype == np.float32
-    np.testing.assert_array_equal(images[3], np.float32(3) * (1.0 / 255.0))
+    # 1/255 rounded to float32, then a float32 product: what NumPy 1.x and 2.x both do for an array
+    # (a scalar product would be float64 under NumPy 1.x's promotion rules).
+    np.testing.assert_array_equal(images[3], np.float32(3) * np.float32(1.0 / 255.0))
     raw = input_data.read_data_sets(str(indexed_mnist_dir), dtype="uint8", reshape=False).test.images
     assert raw.shape == (7, 28, 28, 1) and raw.dtype == np.uint8
 
@@ -368,7 +371,7 @@ def test_legacy_and_cli_import_without_tensorflow():
         "tf1_ema.cli.build_parser()\n"
         "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=TIMEOUT)
 
 
 # ------------------------------------------------------------------------------ contrib

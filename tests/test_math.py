@@ -11,6 +11,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from limits import TIMEOUT
 import strategies as S
 from bit_rule import assert_bits_equal
 from tf1_ema import _math
@@ -288,5 +289,5 @@ def test_importing_the_oracle_does_not_import_tensorflow():
     """`import tf1_ema._math` leaves tensorflow out of sys.modules, so oracle tests stay fast."""
     code = "import sys, tf1_ema._math; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr

@@ -17,6 +17,7 @@ import nbformat
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
+from limits import TIMEOUT
 from tf1_ema import kernelspec
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -160,7 +161,7 @@ def test_nbval_fails_a_notebook_whose_stored_number_changed(tmp_path, stem, stor
             "--nbval-sanitize-with", kernelspec.SANITIZE_FILE,
             copy.name,
         ],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, capture_output=True, text=True, timeout=TIMEOUT,
     )
     report = proc.stdout + proc.stderr
     assert proc.returncode == 1, report

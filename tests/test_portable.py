@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from limits import TIMEOUT
 from fast_path_harness import (  # noqa: F401 - fixtures are looked up by name
     FAST,
     MODES,
@@ -34,7 +35,6 @@ v1 = tf.compat.v1
 
 DATA = np.linspace(-1.0, 1.0, 24, dtype=np.float32).reshape(6, 4)
 TARGETS = np.linspace(2.0, -1.0, 12, dtype=np.float32).reshape(6, 2)
-SUBPROCESS_TIMEOUT_S = 600  # generous: the machine may be busy
 
 # Loads what the writer wrote, in a process where `import tf1_ema` fails, and
 # prints the averages' bits (as ``bits_record``s: dtype, shape, hex bytes) after
@@ -131,7 +131,7 @@ def _load_without_tf1_ema(spec, dirs, cwd):
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run(
         [sys.executable, "-c", LOAD_PROGRAM, json.dumps({**spec, "dirs": dirs})],
-        capture_output=True, text=True, env=env, cwd=str(cwd), timeout=SUBPROCESS_TIMEOUT_S,
+        capture_output=True, text=True, env=env, cwd=str(cwd), timeout=TIMEOUT,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -22,13 +22,13 @@ import pytest
 import tensorflow as tf
 
 from harness import assert_bits_equal
+from limits import TIMEOUT
 from tf1_ema import _update_op
 
 v1 = tf.compat.v1
 
 DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
 SHAPES = ((), (0,), (1,), (7,), (27,), (5, 7), (1031,), (4, 0, 3))
-SUBPROCESS_TIMEOUT_S = 600  # generous: a busy 2-core machine must not fail a test
 
 
 # ---------------------------------------------------------------------------
@@ -463,7 +463,7 @@ def test_a_built_library_is_reused_in_and_across_processes(fast):
         """
     )
     env = dict(os.environ, **{_update_op.CACHE_ENV: str(fast["cache"]), _update_op.FAST_ENV: "1"})
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "loaded" in proc.stdout
     after = fast["path"].stat()
@@ -510,7 +510,7 @@ def _run_cache_program(cache, tmp_path, compiler: bool):
         bare.mkdir(exist_ok=True)
         env["PATH"] = str(bare)
     proc = subprocess.run([sys.executable, "-c", CACHE_PROGRAM], capture_output=True, text=True, env=env,
-                          timeout=SUBPROCESS_TIMEOUT_S)  # fmt: skip
+                          timeout=TIMEOUT)  # fmt: skip
     return proc
 
 
@@ -566,7 +566,7 @@ def test_importing_tf1_ema_starts_no_process(fast):
     for cache in (str(fast["cache"]), "/nonexistent/tf1_ema_cache"):
         env = dict(os.environ, **{_update_op.CACHE_ENV: cache, _update_op.FAST_ENV: "1", "TF_CPP_MIN_LOG_LEVEL": "3"})
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                              timeout=SUBPROCESS_TIMEOUT_S)  # fmt: skip
+                              timeout=TIMEOUT)  # fmt: skip
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "started []" in proc.stdout, proc.stdout
 
@@ -631,7 +631,7 @@ with v1.Session() as sess:
 
 def _python(script, *args, env):
     proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True,
-                          env=env, timeout=300)
+                          env=env, timeout=TIMEOUT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 

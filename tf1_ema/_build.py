@@ -80,6 +80,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import tensorflow as tf
 from tensorflow.core.framework import attr_value_pb2
 
+from tf1_ema import _tf_internal
+
 _v1 = tf.compat.v1
 
 VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
@@ -392,7 +394,7 @@ def _is_plain_variable(v) -> bool:
 
 def _xla_sharded(v) -> bool:
     """True if ``v`` carries an XLA sharding that TF1 copies to the shadow."""
-    if getattr(v, "_xla_sharding", None) is not None:
+    if _tf_internal.xla_sharding(v) is not None:
         return True
     return "_XlaSharding" in v.op.node_def.attr
 
@@ -662,11 +664,11 @@ def _read(graph, variable):
     """``variable.value()`` in graph mode: a new read of a resource variable, a ref variable's snapshot."""
     # pylint: disable-next=protected-access
     plain = type(variable) is _rv.ResourceVariable and variable._caching_device is None
-    if plain and variable._xla_sharding is None:  # pylint: disable=protected-access
+    if plain and _tf_internal.xla_sharding(variable) is None:
         # TF1 parity: value() reads outside any colocation, like this.
         with graph.colocate_with(None, ignore_existing=True):
             value = _read_op(graph, variable.handle, variable.dtype.base_dtype)
-        variable._variable_read = True  # pylint: disable=protected-access
+        _tf_internal.mark_read(variable)
         return value
     if isinstance(variable, tf.Variable):
         return variable.value()

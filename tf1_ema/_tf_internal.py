@@ -1,9 +1,16 @@
 """The few TensorFlow internals that parity with TF1 forces on us, in one place.
 
-Everything else in tf1_ema uses public ``tf`` / ``tf.compat.v1`` symbols. Each
-helper here says which public behaviour of the reference it reproduces and why
-no public symbol does the job. If a TensorFlow release moves one of these, the
-failure is confined to this module.
+Each helper here says which public behaviour of the reference it reproduces
+and why no public symbol does the job. If a TensorFlow release moves one of
+these, the failure is confined to this module; where the declared TensorFlow
+versions differ (2.16 has no ``ResourceVariable._xla_sharding`` or
+``_variable_read``), the helper answers for both. tests/test_tf_internal.py
+exercises every helper, and runs on the oldest and the newest TensorFlow that
+pyproject.toml declares (``make test-oldest``, ``make test``).
+
+``tf1_ema._build`` still holds the internals of its fast construction (variable
+classes, the variable store, op creation without generated wrappers); they are
+the same on TensorFlow 2.16 and 2.21 and pinned by tests/test_build.py.
 """
 
 from __future__ import annotations
@@ -89,6 +96,18 @@ def copy_xla_sharding(primary, slot):
     from tensorflow.python.compiler.xla.experimental import xla_sharding  # pylint: disable=g-import-not-at-top
 
     return xla_sharding.copy_sharding(primary, slot, use_sharding_op=False)
+
+
+def xla_sharding(variable):
+    """The XLA sharding annotation of a resource variable, or None.
+
+    TF1 parity: a variable's ``value()`` reads it through an ``XlaShardingOp``
+    when it has one. Newer TensorFlow (2.21) keeps the annotation in the
+    private attribute ``_xla_sharding`` (set by ``_set_xla_sharding``);
+    TensorFlow 2.16 has no such attribute (a sharding lives on the op only),
+    so there this returns None.
+    """
+    return getattr(variable, "_xla_sharding", None)
 
 
 def mark_read(variable) -> None:

@@ -119,7 +119,9 @@ def np_array(object, dtype=None, *args, copy=True, **kwargs):  # noqa: A002 -- N
     """np.array where copy=False means "copy only if needed", as before NumPy 2.0."""
     import numpy
 
-    return numpy.array(object, dtype, *args, copy=None if copy is False else copy, **kwargs)
+    if copy is False and numpy.lib.NumpyVersion(numpy.__version__) >= "2.0.0":
+        copy = None  # NumPy 1.x still reads copy=False as "copy only if needed" and rejects None
+    return numpy.array(object, dtype, *args, copy=copy, **kwargs)
 
 
 def np_fromstring(string, dtype=float, count=-1, sep="", **kwargs):

@@ -1,0 +1,165 @@
+"""Each helper of tf1_ema._tf_internal, where TensorFlow internals (and their version differences) live.
+
+These tests run on every TensorFlow the package declares (``make test`` on the
+newest, ``make test-oldest`` on the oldest minor), so a release that moves one
+of the internals fails here first, by name, instead of somewhere in the EMA.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+
+from tf1_ema import _tf_internal
+
+v1 = tf.compat.v1
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _sharding_of(tensor_or_variable):
+    """The serialized XLA sharding of ``tensor_or_variable``, wherever this TensorFlow keeps it, or None."""
+    from tensorflow.python.compiler.xla.experimental import xla_sharding  # pylint: disable=g-import-not-at-top
+
+    proto = _tf_internal.xla_sharding(tensor_or_variable)
+    if proto is not None:
+        return proto.SerializeToString()
+    return xla_sharding.get_tensor_sharding(tensor_or_variable)
+
+
+def _declared_tensorflow_range() -> tuple:
+    """pyproject.toml's ``tensorflow>=A.B,<C`` as ``((A, B), C)``."""
+    text = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    low, high = re.search(r'"tensorflow>=(\d+\.\d+),<(\d+)"', text).groups()
+    return tuple(int(x) for x in low.split(".")), int(high)
+
+
+def test_tensorflow_is_in_the_declared_range():
+    """The TensorFlow under test is one that pyproject.toml declares."""
+    (low_major, low_minor), high_major = _declared_tensorflow_range()
+    major, minor = (int(x) for x in tf.__version__.split(".")[:2])
+    assert (low_major, low_minor) <= (major, minor) and major < high_major, tf.__version__
+
+
+def test_make_test_oldest_pins_the_lowest_declared_minor():
+    """`make test-oldest` installs exactly the lowest TensorFlow and tf-keras minor that pyproject.toml declares."""
+    (major, minor), _ = _declared_tensorflow_range()
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    pins = re.search(r"^OLDEST_PINS\s*:=(.*)$", makefile, re.MULTILINE).group(1).split()
+    assert pins == ["'tensorflow==%d.%d.*'" % (major, minor), "'tf-keras==%d.%d.*'" % (major, minor)]
+
+
+@pytest.mark.parametrize(
+    "kind, expected", [("resource", True), ("ref", False), ("tensor", None)], ids=["resource", "ref", "tensor"]
+)
+def test_use_resource_like_follows_the_primary_kind(graph, kind, expected):
+    """use_resource_like is True for a resource variable, False for a ref variable and None for a tensor."""
+    if kind == "tensor":
+        primary = tf.constant([1.0, 2.0])
+    else:
+        primary = v1.Variable([1.0, 2.0], use_resource=kind == "resource")
+    assert _tf_internal.use_resource_like(primary) is expected
+
+
+def test_shared_name_is_the_op_name_of_a_plain_variable(graph):
+    """shared_name of a variable made under a scope is its op name, without the ':0' suffix."""
+    with v1.variable_scope("outer"):
+        resource = v1.Variable(1.0, name="w", use_resource=True)
+        ref = v1.Variable(1.0, name="r", use_resource=False)
+    assert _tf_internal.shared_name(resource) == "outer/w"
+    assert _tf_internal.shared_name(ref) == "outer/r"
+
+
+def test_update_replica_id_is_set_only_inside_an_update_call(graph):
+    """update_replica_id is None outside strategy.extended.update and not None inside it."""
+    variable = v1.Variable(1.0)
+    seen = []
+
+    def update(var):
+        seen.append(_tf_internal.update_replica_id())
+        return var.assign_add(1.0)
+
+    assert _tf_internal.update_replica_id() is None
+    tf.distribute.get_strategy().extended.update(variable, update)
+    assert len(seen) == 1 and seen[0] is not None
+
+
+def test_copy_slice_info_gives_a_part_shadow_the_full_shadow_slice(graph):
+    """A slot of a partitioned variable's part gets the slice <full name>/<slot name> at the part's offset."""
+    parts = list(v1.get_variable("p", shape=[4, 2], partitioner=v1.fixed_size_partitioner(2)))
+    for part in parts:
+        slot = v1.Variable(tf.zeros(part.shape), name=part.op.name + "/ExponentialMovingAverage")
+        _tf_internal.copy_slice_info(part, slot)
+        # pylint: disable-next=protected-access
+        part_info, slot_info = part._save_slice_info, slot._save_slice_info
+        assert slot_info.full_name == "p/ExponentialMovingAverage"
+        assert (slot_info.full_shape, slot_info.var_offset, slot_info.var_shape) == (
+            part_info.full_shape, part_info.var_offset, part_info.var_shape,
+        )
+
+
+def test_copy_slice_info_leaves_an_unpartitioned_slot_alone(graph):
+    """copy_slice_info does nothing for a variable that is not part of a partitioned one, or for a tensor."""
+    variable = v1.Variable([1.0, 2.0], name="w")
+    slot = v1.Variable([0.0, 0.0], name="w/ExponentialMovingAverage")
+    _tf_internal.copy_slice_info(variable, slot)
+    _tf_internal.copy_slice_info(tf.constant(1.0), slot)
+    assert not getattr(slot, "_save_slice_info", None)
+
+
+def test_xla_sharding_is_none_without_an_annotation(graph):
+    """xla_sharding is None for plain resource and ref variables, on TensorFlows with and without the attribute."""
+    assert _tf_internal.xla_sharding(v1.Variable(1.0, use_resource=True)) is None
+    assert _tf_internal.xla_sharding(v1.Variable(1.0, use_resource=False)) is None
+
+
+def test_xla_sharding_reads_the_annotation_a_variable_keeps(graph):
+    """Where TensorFlow keeps a sharding on the variable object, xla_sharding returns that proto."""
+    from tensorflow.compiler.xla import xla_data_pb2  # pylint: disable=g-import-not-at-top
+
+    variable = v1.Variable([1.0, 2.0], use_resource=True)
+    if not hasattr(variable, "_set_xla_sharding"):
+        assert _tf_internal.xla_sharding(variable) is None  # TF 2.16: the sharding lives on the op only
+        return
+    proto = xla_data_pb2.OpSharding(type=xla_data_pb2.OpSharding.REPLICATED)
+    variable._set_xla_sharding(proto)  # pylint: disable=protected-access
+    assert _tf_internal.xla_sharding(variable) == proto
+
+
+def test_copy_xla_sharding_copies_to_a_same_rank_slot_only(graph):
+    """copy_xla_sharding gives a same-rank slot the primary's sharding and leaves another rank's slot alone."""
+    from tensorflow.python.compiler.xla.experimental import xla_sharding  # pylint: disable=g-import-not-at-top
+
+    primary = v1.Variable([1.0, 2.0], use_resource=True)
+    xla_sharding.replicate(primary)
+    same_rank = v1.Variable([0.0, 0.0], use_resource=True)
+    other_rank = v1.Variable(0.0, use_resource=True)
+    assert _tf_internal.copy_xla_sharding(primary, same_rank) is same_rank
+    assert _tf_internal.copy_xla_sharding(primary, other_rank) is other_rank
+    assert _sharding_of(primary) is not None
+    assert _sharding_of(same_rank) == _sharding_of(primary)
+    assert _sharding_of(other_rank) is None
+
+
+def test_mark_read_records_a_read_where_tensorflow_tracks_one(graph):
+    """mark_read sets the read flag where the variable has one and is a harmless no-op elsewhere."""
+    resource = v1.Variable(1.0, use_resource=True)
+    ref = v1.Variable(1.0, use_resource=False)
+    _tf_internal.mark_read(resource)
+    _tf_internal.mark_read(ref)
+    assert getattr(resource, "_variable_read", True) is True
+    assert not hasattr(ref, "_variable_read")
+
+
+def test_check_same_graph_raises_tf1s_error_for_two_graphs():
+    """check_same_graph accepts values of one graph and raises TF1's ValueError for values of two."""
+    with tf.Graph().as_default():
+        a = tf.constant(1.0)
+        b = v1.Variable(2.0)
+        _tf_internal.check_same_graph(a, b, 0.5)
+    with tf.Graph().as_default():
+        c = tf.constant(3.0)
+    with pytest.raises(ValueError, match="must be from the same graph"):
+        _tf_internal.check_same_graph(a, c)

@@ -393,7 +393,11 @@ def _shadow_in_its_own_update(cls, chain):
     if chain:
         listed.append(ema.average(ema.average(w)))
         second = ema.apply(listed)
-    moves = bump([w, h])
+    return _ten_updates_after(first, second, bump([w, h]), [ema.average(v) for v in listed])
+
+
+def _ten_updates_after(first, second, moves, averages):
+    """Runs ``first`` once, then ten rounds of ``moves`` and ``second``; the averages after each round."""
     history = []
     with v1.Session() as sess:
         sess.run(v1.global_variables_initializer())
@@ -401,7 +405,7 @@ def _shadow_in_its_own_update(cls, chain):
         for _ in range(10):
             sess.run(moves)
             sess.run(second)
-            history.append(sess.run([ema.average(v) for v in listed]))
+            history.append(sess.run(averages))
     return {"values": history, "fused": fused_ops()}
 
 
@@ -422,16 +426,7 @@ def _shadow_in_its_own_update_with_rules():
     ema = FAST(0.7, rules=[("ExponentialMovingAverage$|^x$", 0.5), (".*", 0.7)])
     first = ema.apply([w, x])
     second = ema.apply([w, ema.average(w)])  # two rules: the shadow's update and its reader are apart
-    moves = bump([w])
-    history = []
-    with v1.Session() as sess:
-        sess.run(v1.global_variables_initializer())
-        sess.run(first)
-        for _ in range(10):
-            sess.run(moves)
-            sess.run(second)
-            history.append(sess.run([ema.average(w), ema.average(ema.average(w))]))
-    return {"values": history, "fused": fused_ops()}
+    return _ten_updates_after(first, second, bump([w]), [ema.average(w), ema.average(ema.average(w))])
 
 
 def test_a_shadow_read_by_another_rules_update_reads_the_old_shadow(monkeypatch):

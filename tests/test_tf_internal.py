@@ -392,3 +392,12 @@ def test_variable_from_ops_matches_get_variable(use_resource):
                 np.testing.assert_array_equal(sess.run(variable), [1.0, 2.0])
             states.append(_variable_state(variable))
     assert states[0] == states[1]
+
+
+def test_stock_assign_moving_average_is_tensorflows_own():
+    """stock_assign_moving_average is the function TF's moving_averages module (and TF1 user code) calls."""
+    import sys  # pylint: disable=g-import-not-at-top
+
+    assign = _tf_internal.stock_assign_moving_average()
+    assert assign is sys.modules["tensorflow.python.training.moving_averages"].assign_moving_average
+    assert assign.__module__ == "tensorflow.python.training.moving_averages"

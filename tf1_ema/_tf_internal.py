@@ -13,6 +13,7 @@ What it holds:
 - slot creation parity: ``use_resource_like``, ``shared_name``,
   ``update_replica_id``, ``copy_slice_info``, ``copy_xla_sharding``,
   ``xla_sharding``, ``mark_read``, ``check_same_graph``;
+- the reference: ``stock_assign_moving_average`` (``tf1-ema run --reference``);
 - portable serialization: ``install_graph_def_rewriter`` (a hook on
   ``Graph._as_graph_def``);
 - the fast construction of ``tf1_ema._build`` and ``tf1_ema._update_op``:
@@ -48,6 +49,10 @@ import tensorflow as tf
 # needs the RefVariable class, which has no public name.
 from tensorflow.python.ops import ref_variable as _ref_variable
 from tensorflow.python.distribute import distribute_lib as _distribute_lib
+
+
+class Unsupported(RuntimeError):
+    """This TensorFlow lacks an internal a helper here needs (the fast path: use the reference path)."""
 
 
 def use_resource_like(primary) -> bool | None:
@@ -142,6 +147,23 @@ def mark_read(variable) -> None:
     """
     if hasattr(variable, "_variable_read"):
         variable._variable_read = True  # pylint: disable=protected-access
+
+
+def stock_assign_moving_average():
+    """TensorFlow's own ``assign_moving_average`` (``tf1-ema run --reference`` hands it to user code).
+
+    TensorFlow 2 exports no public ``assign_moving_average``; the stock one
+    lives only in the private ``tensorflow.python.training.moving_averages``.
+
+    Raises:
+      Unsupported: this TensorFlow has no such function there.
+    """
+    import importlib  # pylint: disable=g-import-not-at-top
+
+    try:
+        return importlib.import_module("tensorflow.python.training.moving_averages").assign_moving_average
+    except (ImportError, AttributeError) as exc:
+        raise Unsupported("TensorFlow's own assign_moving_average is not where TF 2.16-2.21 keep it: %s" % exc)
 
 
 def check_same_graph(*values) -> None:
@@ -248,10 +270,6 @@ def _install_graph_def_hook() -> bool:
 # return that reason, and every shadow and update is built the reference way
 # (as with TF1_EMA_FAST=0); a helper called anyway raises ``Unsupported``.
 # ---------------------------------------------------------------------------
-
-
-class Unsupported(RuntimeError):
-    """This TensorFlow lacks an internal the fast construction needs; use the reference path."""
 
 
 try:  # pylint: disable=g-import-not-at-top

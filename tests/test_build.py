@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import tf1_ema
 import tf1_ema.ema
-from tf1_ema import _build
+from tf1_ema import _build, _tf_internal
 from harness import VARIABLE_COLLECTIONS, assert_bits_equal, behaviour, fresh_graph
 from harness import collections as all_collections
 from tf1_ema import _update_op
@@ -88,7 +88,7 @@ def collections(graph):
 
 def store_keys(graph):
     with graph.as_default():
-        return sorted(_build._variable_store()._vars)  # pylint: disable=protected-access
+        return sorted(_tf_internal.stored_variables())
 
 
 def shadows_of(graph):
@@ -109,7 +109,7 @@ def variable_ops(var):
     initial_value = var._initial_value  # pylint: disable=protected-access  # the property needs a default graph
     if initial_value.op.type in ("Const", "Fill"):  # zeros: of tensors' shadows and debias variables
         ops["zeros"] = [node(op) for op in [initial_value.op] + [i.op for i in initial_value.op.inputs]]
-    if isinstance(var, _build._rv.ResourceVariable):  # pylint: disable=protected-access
+    if _tf_internal.is_resource_variable_instance(var):
         ops["read"] = node(var._graph_element.op)  # pylint: disable=protected-access
         ops["is_initialized"] = node(var._is_initialized_op.op)  # pylint: disable=protected-access
     else:
@@ -760,7 +760,7 @@ def test_fast_subscope_closing_zeroes_what_tf_zeroes():
     parts = ["a", "a_1", "b", "a/b", "ab", "a/b/c", "b/a", "a-"]
     names = sorted({"/".join(rng.choice(parts, size=rng.integers(1, 4))) for _ in range(60)})
     tf_store, our_store = vs._VariableScopeStore(), vs._VariableScopeStore()
-    with _build._FastSubscopeClosing(our_store):
+    with _tf_internal.FastSubscopeClosing(our_store):
         for step in range(400):
             name = names[rng.integers(len(names))]
             action = rng.integers(4)

@@ -163,3 +163,241 @@ def test_check_same_graph_raises_tf1s_error_for_two_graphs():
         c = tf.constant(3.0)
     with pytest.raises(ValueError, match="must be from the same graph"):
         _tf_internal.check_same_graph(a, c)
+
+
+# ---------------------------------------------------------------------------
+# Fast graph construction (tf1_ema._build, tf1_ema._update_op)
+# ---------------------------------------------------------------------------
+
+
+def test_fast_build_blocker_is_none_on_a_declared_tensorflow():
+    """Every internal of the fast construction exists on the TensorFlow under test, so the fast path is open."""
+    assert _tf_internal.fast_build_blocker() is None
+
+
+def test_a_missing_internal_blocks_the_fast_path_and_raises_unsupported(monkeypatch):
+    """With one internal missing, fast_build_blocker names it, _build's blockers report it, helpers raise Unsupported."""
+    from tf1_ema import _build  # pylint: disable=g-import-not-at-top
+
+    monkeypatch.setattr(_tf_internal, "_fast_blocker_state", {})
+    monkeypatch.setattr(
+        _tf_internal, "_FAST_REQUIREMENTS", (("ops.Graph._gone", lambda: tf.Graph._gone),)  # pylint: disable=protected-access
+    )
+    reason = _tf_internal.fast_build_blocker()
+    assert reason == "this TensorFlow has no ops.Graph._gone"
+    with tf.Graph().as_default() as g:
+        assert _build.scope_blocker(g) == reason
+        assert _build.update_blocker() == reason
+        with pytest.raises(_tf_internal.Unsupported, match="TF1_EMA_FAST=0"):
+            _tf_internal.stored_variables()
+        with pytest.raises(_tf_internal.Unsupported):
+            _tf_internal.create_op(g, "NoOp", [], [])
+
+
+def test_a_missing_internal_builds_tf1s_shadows_the_reference_way(monkeypatch):
+    """With the fast path blocked by a missing internal, apply() still builds and updates the shadows as TF1 does."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    import tf1_ema  # pylint: disable=g-import-not-at-top
+
+    monkeypatch.setattr(_tf_internal, "_fast_blocker_state", {"reason": "this TensorFlow has no X"})
+    results = []
+    for ema_class in (tf1_ema.ExponentialMovingAverage, v1.train.ExponentialMovingAverage):
+        with tf.Graph().as_default():
+            w = v1.Variable([1.0, 2.0], name="w")
+            ema = ema_class(0.9)
+            update = ema.apply([w])
+            with v1.Session() as sess:
+                sess.run(v1.global_variables_initializer())
+                sess.run(w.assign([3.0, 5.0]))
+                sess.run(update)
+                results.append((ema.average(w).name, sess.run(ema.average(w))))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_op_callbacks_active_only_while_a_callback_is_installed():
+    """op_callbacks_active is False normally and True while tf.debugging-style op callbacks are installed."""
+    from tensorflow.python.framework import op_callbacks  # pylint: disable=g-import-not-at-top
+
+    assert _tf_internal.op_callbacks_active() is False
+    callback = lambda *args, **kwargs: None  # noqa: E731
+    op_callbacks.add_op_callback(callback)
+    try:
+        assert _tf_internal.op_callbacks_active() is True
+    finally:
+        op_callbacks.remove_op_callback(callback)
+
+
+def test_has_variable_creator_only_inside_a_creator_scope(graph):
+    """has_variable_creator is True exactly inside tf.variable_creator_scope; a graph without a stack counts as one."""
+    assert _tf_internal.has_variable_creator(graph) is False
+    with tf.variable_creator_scope(lambda next_creator, **kwargs: next_creator(**kwargs)):
+        assert _tf_internal.has_variable_creator(graph) is True
+    assert _tf_internal.has_variable_creator(object()) is True
+
+
+def test_stored_variables_is_get_variables_store(graph):
+    """stored_variables holds what get_variable created, by name, and a name recorded there makes get_variable refuse it."""
+    w = v1.get_variable("w", shape=[2])
+    store = _tf_internal.stored_variables()
+    assert store["w"] is w
+    store["x"] = w
+    with pytest.raises(ValueError, match="already exists"):
+        v1.get_variable("x", shape=[2])
+
+
+def test_fast_subscope_closing_leaves_counts_as_variable_scope_does(graph):
+    """Variable-scope names opened and closed under FastSubscopeClosing are those TF gives without it."""
+
+    def names():
+        out = []
+        for outer in ("a", "a", "b"):
+            with v1.variable_scope(None, default_name=outer) as s:
+                out.append(s.name)
+                for _ in range(2):
+                    with v1.variable_scope(None, default_name="c") as inner:
+                        out.append(inner.name)
+        return out
+
+    expected = names()
+    with tf.Graph().as_default():
+        with _tf_internal.FastSubscopeClosing():
+            got = names()
+        assert "open_variable_scope" not in vars(_tf_internal.variable_scope_store())  # restored on exit
+    assert got == expected
+
+
+def test_guard_uninitialized_reads_other_variables_through_their_initialized_value(graph):
+    """guard_uninitialized rewrites a read of another variable in an initial value into a guarded (cond) read."""
+    other = v1.Variable(1.0, name="other", use_resource=False)
+    value = other.read_value() * 2.0
+    guarded = _tf_internal.guard_uninitialized("w/", value)
+    assert guarded is not value
+    assert any(op.type == "IsVariableInitialized" for op in graph.get_operations())
+
+
+def test_shadow_sync_agg_trainable_is_get_variables_default_for_a_slot(graph):
+    """shadow_sync_agg_trainable gives AUTO synchronization, no aggregation and not trainable."""
+    assert _tf_internal.shadow_sync_agg_trainable("w/") == (
+        tf.VariableSynchronization.AUTO, v1.VariableAggregation.NONE, False,
+    )
+
+
+def test_create_op_builds_the_op_a_wrapper_builds(graph):
+    """create_op makes the same NodeDef as the generated wrapper, with and without explicit input types."""
+    x = tf.constant([1.0, 2.0], name="x")
+    t = v1.AttrValue(type=tf.float32.as_datatype_enum)
+    ours = _tf_internal.create_op(graph, "Identity", [x], [tf.float32], name="ours", attrs={"T": t})
+    typed = _tf_internal.create_op(
+        graph, "Identity", [x], [tf.float32], name="typed", input_types=[tf.float32], attrs={"T": t}
+    )
+    theirs = tf.identity(x, name="theirs").op
+    for op in (ours, typed):
+        assert (op.type, [i.name for i in op.inputs], dict(op.node_def.attr)) == (
+            theirs.type, [i.name for i in theirs.inputs], dict(theirs.node_def.attr),
+        )
+
+
+def test_attr_scope_sets_an_attribute_on_ops_built_inside(graph):
+    """attr_scope gives ops created inside it the attribute (as Variable.__init__'s _class scope does)."""
+    attr = v1.AttrValue(list=v1.AttrValue.ListValue(s=[b"loc:@w"]))
+    with _tf_internal.attr_scope(graph, {"_class": attr}):
+        inside = tf.constant(1.0)
+    outside = tf.constant(2.0)
+    assert list(inside.op.get_attr("_class")) == [b"loc:@w"]
+    assert "_class" not in outside.op.node_def.attr
+
+
+def test_graph_container_is_the_enclosing_container(graph):
+    """graph_container is "" by default and the name given to tf.compat.v1.container inside one."""
+    assert _tf_internal.graph_container(graph) == ""
+    with v1.container("box"):
+        assert _tf_internal.graph_container(graph) == "box"
+
+
+def test_mark_zeros_tensor_tags_as_tf_zeros_does(graph):
+    """mark_zeros_tensor sets the tag tf.zeros sets on its result."""
+    tensor = tf.constant([0.0])
+    _tf_internal.mark_zeros_tensor(tensor)
+    assert tensor._is_zeros_tensor is True  # pylint: disable=protected-access
+    assert getattr(tf.zeros([2]), "_is_zeros_tensor", None) is True
+
+
+def test_ref_dtype_is_the_reference_type():
+    """ref_dtype of float32 is float32_ref, whose base dtype is float32."""
+    assert _tf_internal.ref_dtype(tf.float32).name == "float32_ref"
+    assert _tf_internal.ref_dtype(tf.float32).base_dtype == tf.float32
+
+
+def test_variable_kind_predicates(graph):
+    """is_ref_variable, is_resource_variable_instance, is_plain_variable, is_uncached_resource_variable tell kinds apart."""
+    resource = v1.Variable(1.0, use_resource=True)
+    ref = v1.Variable(1.0, use_resource=False)
+    with v1.variable_scope("s", caching_device="/cpu:0"):
+        cached = v1.get_variable("c", shape=[], use_resource=True)
+    tensor = tf.constant(1.0)
+    assert [_tf_internal.is_ref_variable(v) for v in (resource, ref, tensor)] == [False, True, False]
+    assert [_tf_internal.is_resource_variable_instance(v) for v in (resource, ref, tensor)] == [True, False, False]
+    assert [_tf_internal.is_plain_variable(v) for v in (resource, ref, tensor)] == [True, True, False]
+    assert [_tf_internal.is_uncached_resource_variable(v) for v in (resource, ref, cached)] == [True, False, False]
+    assert _tf_internal.caching_device(cached) == "/cpu:0" and _tf_internal.caching_device(resource) is None
+
+
+def test_variable_ref_is_the_ref_tensor(graph):
+    """variable_ref of a ref variable is its VariableV2 op's ref-typed output."""
+    ref = v1.Variable(1.0, use_resource=False)
+    tensor = _tf_internal.variable_ref(ref)
+    assert tensor.op is ref.op and tensor.dtype.name == "float32_ref"
+
+
+def test_save_slice_info_only_for_a_partitioned_part(graph):
+    """save_slice_info is set for a part of a partitioned variable and None for a plain variable."""
+    parts = list(v1.get_variable("p", shape=[4], partitioner=v1.fixed_size_partitioner(2)))
+    assert _tf_internal.save_slice_info(parts[0]).full_name == "p"
+    assert _tf_internal.save_slice_info(v1.Variable(1.0)) is None
+
+
+def _variable_state(variable):
+    """What a slot variable's Python object says about itself (its ops aside)."""
+    return (
+        type(variable), variable.name, variable.trainable, variable.synchronization, variable.aggregation,
+        variable.constraint, variable.dtype, variable.shape.as_list(), variable.initializer.name,
+        variable.op.name, variable.value().op.type,
+        _tf_internal.caching_device(variable), _tf_internal.save_slice_info(variable),
+    )
+
+
+@pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
+def test_variable_from_ops_matches_get_variable(use_resource):
+    """fast _build's variable objects (resource_variable_from_ops / ref_variable_from_ops) say what get_variable's say."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    from tf1_ema import _build  # pylint: disable=g-import-not-at-top
+
+    states = []
+    for fast in (True, False):
+        with tf.Graph().as_default() as g:
+            if fast:
+                new = _build._new_resource_variable if use_resource else _build._new_ref_variable  # pylint: disable=protected-access
+                variable = new(g, "s/", lambda: tf.constant([1.0, 2.0]), tf.float32)
+            else:
+                with v1.variable_scope("s"):
+                    variable = v1.get_variable(
+                        "", initializer=tf.constant([1.0, 2.0]), trainable=False, use_resource=use_resource
+                    )
+            assert g.get_collection(v1.GraphKeys.GLOBAL_VARIABLES) == [variable]
+            with v1.Session() as sess:
+                sess.run(variable.initializer)
+                np.testing.assert_array_equal(sess.run(variable), [1.0, 2.0])
+            states.append(_variable_state(variable))
+    assert states[0] == states[1]
+
+
+def test_stock_assign_moving_average_is_tensorflows_own():
+    """stock_assign_moving_average is the function TF's moving_averages module (and TF1 user code) calls."""
+    import sys  # pylint: disable=g-import-not-at-top
+
+    assign = _tf_internal.stock_assign_moving_average()
+    assert assign is sys.modules["tensorflow.python.training.moving_averages"].assign_moving_average
+    assert assign.__module__ == "tensorflow.python.training.moving_averages"

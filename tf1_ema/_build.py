@@ -64,21 +64,21 @@ initializer, its read), the conditional, and TF's Grappler, which
 every first ``session.run`` spends time on per node; see
 benchmarks/bench_first_step.py.
 
-The TensorFlow internals used here (variable classes, the variable store,
-attribute scopes, op creation without generated wrappers) are all in the "TF
-internals" section below; tests/test_build.py checks what is built here
-against TF1, variable attribute by attribute and op by op.
+The TensorFlow internals this needs (variable classes, the variable store,
+attribute scopes, op creation without generated wrappers) are named helpers
+of ``tf1_ema._tf_internal``; where one is missing, ``scope_blocker`` and
+``update_blocker`` say so and everything is built the reference way.
+tests/test_build.py checks what is built here against TF1, variable
+attribute by attribute and op by op.
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
 import weakref
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
-from tensorflow.core.framework import attr_value_pb2
 
 from tf1_ema import _tf_internal
 
@@ -91,107 +91,27 @@ VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
 # each is pinned by tests/test_build.py against what TF1 itself builds.
 # ---------------------------------------------------------------------------
 
-from tensorflow.python.framework import op_callbacks as _op_callbacks  # noqa: E402
-from tensorflow.python.ops import gen_math_ops as _gen_math  # noqa: E402
-from tensorflow.python.ops import gen_resource_variable_ops as _gen_rv  # noqa: E402
-from tensorflow.python.ops import gen_state_ops as _gen_state  # noqa: E402
-from tensorflow.python.ops import ref_variable as _ref_variable  # noqa: E402
-from tensorflow.python.ops import resource_variable_ops as _rv  # noqa: E402
-from tensorflow.python.ops import variable_scope as _vs  # noqa: E402
-from tensorflow.python.ops import variables as _variables  # noqa: E402
-
-
-def _variable_store():
-    """The graph's ``_VariableStore``: where ``get_variable`` records variables by name."""
-    return _vs._get_default_variable_store()  # pylint: disable=protected-access
-
-
-def _op_callbacks_active() -> bool:
-    """True while op callbacks (tfdbg) are installed: they must see every op built."""
-    return _op_callbacks.should_invoke_op_callbacks()
-
-
-def _has_variable_creator(graph) -> bool:
-    """True inside ``tf.variable_creator_scope``: a creator must see TF1's own call."""
-    return bool(graph._variable_creator_stack)  # pylint: disable=protected-access
-
-
-class _FastSubscopeClosing:
-    """While active, TF's variable-scope counts close sub-scopes by bisection instead of a full scan.
-
-    Leaving a ``variable_scope`` zeroes the count of every variable scope
-    below it (``_VariableScopeStore.close_variable_subscopes``), scanning all
-    the counts of the graph: one scan per shadow makes ``apply()`` quadratic
-    in the number of variables. Here the counts' names are kept sorted, so
-    the same counts are zeroed with a bisection. The store's two methods are
-    shadowed on the (thread-local) store instance and restored on exit.
-    """
-
-    def __init__(self, store):
-        self._store = store
-        self._counts = None
-        self._names: List[str] = []
-
-    def __enter__(self):
-        self._store.open_variable_scope = self._open
-        self._store.close_variable_subscopes = self._close
-        return self
-
-    def __exit__(self, *exc):
-        del self._store.open_variable_scope
-        del self._store.close_variable_subscopes
-
-    def _sorted_counts(self) -> dict:
-        counts = self._store.variable_scopes_count
-        if counts is not self._counts or len(counts) != len(self._names):  # replaced by a VariableScope's exit
-            self._counts, self._names = counts, sorted(counts)
-        return counts
-
-    def _open(self, scope_name: str) -> None:
-        counts = self._sorted_counts()
-        if scope_name not in counts:
-            bisect.insort(self._names, scope_name)
-            counts[scope_name] = 0
-        counts[scope_name] += 1
-
-    def _close(self, scope_name: Optional[str]) -> None:
-        if scope_name is None:
-            type(self._store).close_variable_subscopes(self._store, None)
-            return
-        counts, names, prefix = self._sorted_counts(), self._names, scope_name + "/"
-        i = bisect.bisect_left(names, prefix)
-        while i < len(names) and names[i].startswith(prefix):
-            counts[names[i]] = 0
-            i += 1
-
-
-def _guard_uninitialized(name: str, value):
-    """TF1's rewrite of reads of other variables in an initial value (``Variable.__init__``)."""
-    return _variables._try_guard_against_uninitialized_dependencies(name, value)  # pylint: disable=protected-access
-
-
-def _sync_agg_trainable(name: str):
-    """The (synchronization, aggregation, trainable) ``get_variable`` gives a shadow."""
-    return _variables.validate_synchronization_aggregation_trainable(  # pylint: disable=protected-access
-        tf.VariableSynchronization.AUTO, _v1.VariableAggregation.NONE, False, name
-    )
+# Each one is a named helper of tf1_ema._tf_internal, with its fallback there.
+_op_callbacks_active = _tf_internal.op_callbacks_active
+_has_variable_creator = _tf_internal.has_variable_creator
+_guard_uninitialized = _tf_internal.guard_uninitialized
 
 
 @functools.lru_cache(maxsize=None)
-def _type_attr(dtype) -> attr_value_pb2.AttrValue:
+def _type_attr(dtype) -> _v1.AttrValue:
     """A ``type`` attribute value (cached: one proto per dtype is copied into each NodeDef)."""
-    return attr_value_pb2.AttrValue(type=tf.as_dtype(dtype).as_datatype_enum)
+    return _v1.AttrValue(type=tf.as_dtype(dtype).as_datatype_enum)
 
 
-def _attr(**value) -> attr_value_pb2.AttrValue:
+def _attr(**value) -> _v1.AttrValue:
     """An attribute value: ``_attr(b=True)``, ``_attr(s=b"x")``, ``_attr(types=[...])``, ``_attr(shapes=[...])``."""
     if "types" in value:
         types = [tf.as_dtype(t).as_datatype_enum for t in value["types"]]
-        return attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(type=types))
+        return _v1.AttrValue(list=_v1.AttrValue.ListValue(type=types))
     if "shapes" in value:
         shapes = [tf.TensorShape(x).as_proto() for x in value["shapes"]]
-        return attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(shape=shapes))
-    return attr_value_pb2.AttrValue(**value)
+        return _v1.AttrValue(list=_v1.AttrValue.ListValue(shape=shapes))
+    return _v1.AttrValue(**value)
 
 
 def _op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optional[str] = None, **attrs):
@@ -202,8 +122,7 @@ def _op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optio
     (name scopes, control dependencies, devices and colocation are the
     graph's, and the C API adds default attributes).
     """
-    # pylint: disable-next=protected-access
-    return graph._create_op_internal(op_type, list(inputs), list(out_dtypes), name=name, attrs=attrs)
+    return _tf_internal.create_op(graph, op_type, inputs, out_dtypes, name=name, attrs=attrs)
 
 
 def _ref_op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: Optional[str] = None, **attrs):
@@ -211,16 +130,16 @@ def _ref_op(graph, op_type: str, inputs: Sequence, out_dtypes: Sequence, name: O
     ref = inputs[0]
     input_types = [ref.dtype] + [t.dtype.base_dtype for t in inputs[1:]]
     with graph.colocate_with(ref.op):
-        return graph._create_op_internal(  # pylint: disable=protected-access
-            op_type, list(inputs), list(out_dtypes), input_types=input_types, name=name, attrs=attrs
+        return _tf_internal.create_op(
+            graph, op_type, inputs, out_dtypes, input_types=input_types, name=name, attrs=attrs
         )
 
 
 def _identity(graph, tensor, name: str):
     """``tf.identity(tensor, name)``; a ref tensor is read (dereferenced)."""
     dtype = tensor.dtype.base_dtype
-    return graph._create_op_internal(  # pylint: disable=protected-access
-        "Identity", [tensor], [dtype], input_types=[dtype], name=name, attrs={"T": _type_attr(dtype)}
+    return _tf_internal.create_op(
+        graph, "Identity", [tensor], [dtype], input_types=[dtype], name=name, attrs={"T": _type_attr(dtype)}
     ).outputs[0]
 
 
@@ -230,9 +149,9 @@ def _read_op(graph, handle, dtype):
 
 
 @functools.lru_cache(maxsize=None)
-def _zeros_value(shape: Tuple[int, ...], dtype) -> attr_value_pb2.AttrValue:
+def _zeros_value(shape: Tuple[int, ...], dtype) -> _v1.AttrValue:
     """The ``value`` attribute of ``tf.zeros(shape, dtype)``'s ``Const``."""
-    return attr_value_pb2.AttrValue(tensor=tf.make_tensor_proto(0, dtype=dtype, shape=shape))
+    return _v1.AttrValue(tensor=tf.make_tensor_proto(0, dtype=dtype, shape=shape))
 
 
 def _zeros_initializer(graph, shape, dtype):
@@ -249,7 +168,7 @@ def _zeros_initializer(graph, shape, dtype):
         with graph.name_scope("zeros") as name:
             value = _op(graph, "Const", [], [dtype], name=name, value=_zeros_value(shape, dtype), dtype=t)
         tensor = value.outputs[0]
-        tensor._is_zeros_tensor = True  # pylint: disable=protected-access  # TF1 parity: tf.zeros tags it
+        _tf_internal.mark_zeros_tensor(tensor)  # TF1 parity: tf.zeros tags it
         return tensor
 
     return zeros
@@ -257,8 +176,8 @@ def _zeros_initializer(graph, shape, dtype):
 
 def _class_attr_scope(graph, name: str):
     """The ``_class`` attribute scope ``Variable.__init__`` opens around its initial value."""
-    attr = attr_value_pb2.AttrValue(list=attr_value_pb2.AttrValue.ListValue(s=[("loc:@%s" % name).encode()]))
-    return graph._attr_scope({"_class": attr})  # pylint: disable=protected-access
+    attr = _v1.AttrValue(list=_v1.AttrValue.ListValue(s=[("loc:@%s" % name).encode()]))
+    return _tf_internal.attr_scope(graph, {"_class": attr})
 
 
 def _call_initializer(graph, initial_value, dtype):
@@ -279,7 +198,7 @@ def _new_resource_variable(graph, name: str, initial_value, dtype):
     against uninitialized dependencies, which the callers apply where it can
     change a value (see ``_initialized_value``).
     """
-    container = graph._container or ""  # pylint: disable=protected-access
+    container = _tf_internal.graph_container(graph)
     t = _type_attr(dtype)
     # TF1 parity: Variable.__init__ lifts into init_scope, which also restores
     # the device scope that an enclosing colocate_with cleared.
@@ -307,35 +226,9 @@ def _new_resource_variable(graph, name: str, initial_value, dtype):
             initializer = _op(graph, "AssignVariableOp", [handle, initial_value], [], name=assign_name, dtype=t)
         with graph.name_scope("Read"), graph.device(handle.device):
             read = _read_op(graph, handle, dtype)
-    variable = object.__new__(_rv.ResourceVariable)
-    synchronization, aggregation, trainable = _sync_agg_trainable(name)
-    handle._parent_trackable = weakref.ref(variable)  # pylint: disable=protected-access
-    handle._name = handle_name + ":0"  # pylint: disable=protected-access
-    handle._unique_id = handle_name  # pylint: disable=protected-access
-    _rv.BaseResourceVariable.__init__(
-        variable,
-        trainable=trainable,
-        shape=shape,
-        dtype=dtype,
-        handle=handle,
-        synchronization=synchronization,
-        constraint=None,
-        aggregation=aggregation,
-        distribute_strategy=None,
-        name=name,
-        unique_id=handle_name,
-        handle_name=handle_name,
-        graph_element=read,
-        initial_value=initial_value,
-        initializer_op=initializer,
-        is_initialized_op=is_initialized,
-        cached_value=None,
-        caching_device=None,
-        validate_shape=True,
-        in_graph_mode=True,
+    return _tf_internal.resource_variable_from_ops(
+        graph, name, handle_name, handle, read, initial_value, initializer, is_initialized, shape, dtype
     )
-    graph.add_to_collections([_v1.GraphKeys.GLOBAL_VARIABLES], variable)
-    return variable
 
 
 def _new_ref_variable(graph, name: str, initial_value, dtype):
@@ -343,13 +236,7 @@ def _new_ref_variable(graph, name: str, initial_value, dtype):
 
     As ``_new_resource_variable``, for ``RefVariable._init_from_args``.
     """
-    variable = object.__new__(_ref_variable.RefVariable)
-    variable._in_graph_mode = True
-    variable._graph_key = graph._graph_key  # pylint: disable=protected-access
-    synchronization, aggregation, trainable = _sync_agg_trainable(name)
-    variable._synchronization = synchronization
-    variable._aggregation = aggregation
-    variable._trainable = trainable
+    shadow_name = name
     t = _type_attr(dtype)
 
     def variable_op():
@@ -357,7 +244,7 @@ def _new_ref_variable(graph, name: str, initial_value, dtype):
             graph,
             "VariableV2",
             [],
-            [dtype._as_ref],  # pylint: disable=protected-access
+            [_tf_internal.ref_dtype(dtype)],
             name=name,
             shape=_attr(shape=initial_value.shape.as_proto()),
             dtype=t,
@@ -372,24 +259,15 @@ def _new_ref_variable(graph, name: str, initial_value, dtype):
                 ref = variable_op()
         else:
             ref = variable_op()
-        variable._initial_value = initial_value
-        variable._variable = ref
-        variable._name = ref.name
-        variable._initializer_op = _ref_op(
-            graph, "Assign", [ref, initial_value], [ref.dtype], T=t, validate_shape=_attr(b=True)
-        )
+        initializer_op = _ref_op(graph, "Assign", [ref, initial_value], [ref.dtype], T=t, validate_shape=_attr(b=True))
         with graph.colocate_with(ref.op):
-            variable._snapshot = _identity(graph, ref, "read")
-    graph.add_to_collections([_v1.GraphKeys.GLOBAL_VARIABLES], variable)
-    variable._caching_device = None
-    variable._save_slice_info = None
-    variable._constraint = None
-    return variable
+            snapshot = _identity(graph, ref, "read")
+    return _tf_internal.ref_variable_from_ops(graph, shadow_name, ref, initial_value, initializer_op, snapshot)
 
 
 def _is_plain_variable(v) -> bool:
     """A resource or ref variable of the base classes, not a subclass or a wrapper."""
-    return type(v) in (_rv.ResourceVariable, _ref_variable.RefVariable)
+    return _tf_internal.is_plain_variable(v)
 
 
 def _xla_sharded(v) -> bool:
@@ -411,6 +289,9 @@ def scope_blocker(graph=None) -> Optional[str]:
     """
     if tf.executing_eagerly():
         return "eager execution"
+    unsupported = _tf_internal.fast_build_blocker()
+    if unsupported:
+        return unsupported
     graph = graph or _v1.get_default_graph()
     if graph.building_function:
         return "building a function"
@@ -440,13 +321,13 @@ def fast_path_blocker(primary, graph=None) -> Optional[str]:
             return "a %s, not a plain resource or ref variable" % type(primary).__name__
         if primary.graph is not graph:
             return "the variable is in another graph"
-        if getattr(primary, "_save_slice_info", None):
+        if _tf_internal.save_slice_info(primary):
             return "a partitioned variable"
         if _xla_sharded(primary):
             return "an XLA-sharded variable"
         if primary.initial_value is None:
             return "a variable without an initial value"
-        if isinstance(primary, _ref_variable.RefVariable) and _v1.control_flow_v2_enabled():
+        if _tf_internal.is_ref_variable(primary) and _v1.control_flow_v2_enabled():
             # TF1 parity: there the reference's initial value reads the variable
             # unguarded; only TF1's own code reproduces that.
             return "a ref variable under control flow v2"
@@ -487,7 +368,7 @@ def _read_if_initialized_branches(graph, dtype):
         attrs = []
         for function in _READ_IF_INITIALIZED[dtype]:
             function.add_to_graph(graph)
-            attrs.append(attr_value_pb2.AttrValue(func=attr_value_pb2.NameAttrList(name=function.name)))
+            attrs.append(_v1.AttrValue(func=_v1.NameAttrList(name=function.name)))
         in_graph[dtype] = tuple(attrs)
     return in_graph[dtype]
 
@@ -511,13 +392,12 @@ def _initialized_value(graph, var, ema_name: str):
         # value and reads other ref variables there through their initialized
         # values (a v2 If stops that walk). The walk's rewrite of the branch
         # that reads `var` itself changes no value, so only this one is kept.
-        # pylint: disable-next=protected-access
-        initial_value = _guard_uninitialized(var._shared_name + "/" + ema_name + "/", initial_value)
+        initial_value = _guard_uninitialized(_tf_internal.shared_name(var) + "/" + ema_name + "/", initial_value)
     dtype = var.dtype.base_dtype
     t = _type_attr(dtype)
-    is_ref = isinstance(var, _ref_variable.RefVariable)
+    is_ref = _tf_internal.is_ref_variable(var)
     if is_ref:
-        ref = var._ref()  # pylint: disable=protected-access
+        ref = _tf_internal.variable_ref(var)
         with graph.device(var.device):
             initialized = _ref_op(graph, "IsVariableInitialized", [ref], [tf.bool], dtype=t).outputs[0]
             with graph.name_scope("cond"):
@@ -553,12 +433,11 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
     ``initial_value`` is a tensor or a bound callable; ``tf1_kwargs`` are the
     arguments TF1's slot creator gives ``get_variable("")``.
     """
-    # pylint: disable-next=protected-access
-    prefix = primary._shared_name if isinstance(primary, tf.Variable) else primary.op.name
+    prefix = _tf_internal.shared_name(primary) if isinstance(primary, tf.Variable) else primary.op.name
     with _v1.variable_scope(None, default_name=prefix + "/" + ema_name) as scope:
         full_name = scope.name + "/"
-        store = _variable_store()
-        if full_name in store._vars:  # pylint: disable=protected-access
+        store = _tf_internal.stored_variables()
+        if full_name in store:
             # TF1 parity: a scope count that a closed parent scope reset gives
             # a taken name; get_variable raises "already exists" as in TF1.
             return _v1.get_variable("", **tf1_kwargs)
@@ -569,7 +448,7 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
                     shadow = new_variable(graph, full_name, initial_value, dtype)
             else:
                 shadow = new_variable(graph, full_name, initial_value, dtype)
-        store._vars[full_name] = shadow  # pylint: disable=protected-access
+        store[full_name] = shadow
     return shadow
 
 
@@ -579,7 +458,7 @@ def _shadow_of_variable(graph, var, ema_name: str, dtype):
     if dtype is not None and dtype != var.dtype.base_dtype:
         with graph.device(var.device):
             value = tf.cast(value, dtype)
-    use_resource = isinstance(var, _rv.ResourceVariable)
+    use_resource = _tf_internal.is_resource_variable_instance(var)
     tf1_kwargs = dict(initializer=value, trainable=False, use_resource=use_resource, validate_shape=True)
     return _create_shadow(graph, var, ema_name, True, value, value.dtype.base_dtype, use_resource, tf1_kwargs)
 
@@ -628,7 +507,7 @@ def create_shadows(
     graph = _v1.get_default_graph()
     blocked = scope_blocker(graph)
     shadows = {}
-    with _FastSubscopeClosing(_vs.get_variable_scope_store()):
+    with _tf_internal.FastSubscopeClosing():
         for primary, dtype in zip(var_list, dtypes):
             if primary.ref() in shadows:
                 continue
@@ -651,6 +530,9 @@ def update_blocker() -> Optional[str]:
     """Why updates cannot be built fast here, or None if they can."""
     if tf.executing_eagerly():
         return "eager execution"
+    unsupported = _tf_internal.fast_build_blocker()
+    if unsupported:
+        return unsupported
     if _v1.get_default_graph().building_function:
         return "building a function"
     if tf.distribute.has_strategy():
@@ -662,8 +544,7 @@ def update_blocker() -> Optional[str]:
 
 def _read(graph, variable):
     """``variable.value()`` in graph mode: a new read of a resource variable, a ref variable's snapshot."""
-    # pylint: disable-next=protected-access
-    plain = type(variable) is _rv.ResourceVariable and variable._caching_device is None
+    plain = _tf_internal.is_uncached_resource_variable(variable)
     if plain and _tf_internal.xla_sharding(variable) is None:
         # TF1 parity: value() reads outside any colocation, like this.
         with graph.colocate_with(None, ignore_existing=True):
@@ -723,8 +604,8 @@ class _Debiaser:
     def _get_variable(self, scope, name: str, shape, dtype):
         """``get_variable(name, shape, dtype, zeros, trainable=False)`` in ``scope``: TF1's variable."""
         full_name = scope.name + "/" + name
-        store = _variable_store()
-        if full_name in store._vars or not _plain_scope(scope, self._graph):  # pylint: disable=protected-access
+        store = _tf_internal.stored_variables()
+        if full_name in store or not _plain_scope(scope, self._graph):
             zeros = _v1.zeros_initializer()
             variable = _v1.get_variable(name, shape=shape, dtype=dtype, initializer=zeros, trainable=False)
         else:
@@ -735,7 +616,7 @@ class _Debiaser:
             initial_value = _zeros_initializer(self._graph, shape, dtype)
             with self._graph.name_scope(None):
                 variable = new_variable(self._graph, full_name, initial_value, dtype)
-            store._vars[full_name] = variable  # pylint: disable=protected-access
+            store[full_name] = variable
         self._taken.add(variable.op.name)
         return variable
 
@@ -801,8 +682,8 @@ def build_updates(shadows: Sequence, values: Sequence, decay, zero_debias: Seque
             t = _type_attr(dtype)
             diff = _op(graph, "Sub", [_read(graph, shadow), _read(graph, value)], [dtype], T=t).outputs[0]
             delta = _op(graph, "Mul", [diff, k], [dtype], T=t).outputs[0]
-            if isinstance(shadow, _ref_variable.RefVariable):
-                ref = shadow._ref()  # pylint: disable=protected-access
+            if _tf_internal.is_ref_variable(shadow):
+                ref = _tf_internal.variable_ref(shadow)
                 updates.append(_ref_op(graph, "AssignSub", [ref, delta], [ref.dtype], name=scope, T=t))
             else:
                 updates.append(_op(graph, "AssignSubVariableOp", [shadow.handle, delta], [], dtype=t))
@@ -816,22 +697,25 @@ def _debiased_update(graph, debiaser, shadow, value, k, one, scope: str):
     constants here (``assign_add(1)``, ``1.0 - k``, ``1 - pow``) all hold it.
     """
     biased, local_step = debiaser.create(shadow, value, k)
-    if any(isinstance(v, _ref_variable.RefVariable) for v in (shadow, biased, local_step)):
-        delta = _gen_math.mul(_gen_math.sub(_read(graph, biased), _read(graph, value)), k)
-        if isinstance(biased, _ref_variable.RefVariable):
-            biased_update = _gen_state.assign_sub(biased, delta)
+    is_ref = _tf_internal.is_ref_variable
+    if any(is_ref(v) for v in (shadow, biased, local_step)):
+        # tf.raw_ops.X is the generated wrapper of op X (gen_*_ops.x), called by keyword.
+        raw = tf.raw_ops
+        delta = raw.Mul(x=raw.Sub(x=_read(graph, biased), y=_read(graph, value)), y=k)
+        if is_ref(biased):
+            biased_update = raw.AssignSub(ref=biased, value=delta)
         else:
-            biased_update = _gen_rv.assign_sub_variable_op(biased.handle, delta)
-        if isinstance(local_step, _ref_variable.RefVariable):
-            step_update = _gen_state.assign_add(local_step, one)
+            biased_update = raw.AssignSubVariableOp(resource=biased.handle, value=delta)
+        if is_ref(local_step):
+            step_update = raw.AssignAdd(ref=local_step, value=one)
         else:
-            step_update = _gen_rv.assign_add_variable_op(local_step.handle, one)
+            step_update = raw.AssignAddVariableOp(resource=local_step.handle, value=one)
         step = _read_after(graph, local_step, step_update)
-        bias_factor = _gen_math.sub(one, _gen_math._pow(_gen_math.sub(one, k), step))
-        unbiased = _gen_math.real_div(_read_after(graph, biased, biased_update), bias_factor)
-        if isinstance(shadow, _ref_variable.RefVariable):
-            return _gen_state.assign(shadow, unbiased, name=scope).op
-        return _gen_rv.assign_variable_op(shadow.handle, unbiased, name=scope)
+        bias_factor = raw.Sub(x=one, y=raw.Pow(x=raw.Sub(x=one, y=k), y=step))
+        unbiased = raw.RealDiv(x=_read_after(graph, biased, biased_update), y=bias_factor)
+        if is_ref(shadow):
+            return raw.Assign(ref=shadow, value=unbiased, name=scope).op
+        return raw.AssignVariableOp(resource=shadow.handle, value=unbiased, name=scope)
     dtype = shadow.dtype.base_dtype
     t = _type_attr(dtype)
 

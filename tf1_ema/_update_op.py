@@ -471,7 +471,7 @@ def _is_plain_resource_variable(v) -> bool:
 
 def _reads_by_handle(v) -> bool:
     """Whether the op may read ``v`` itself: TF1 reads a variable with a caching device through its cached copy."""
-    return _is_plain_resource_variable(v) and getattr(v, "_caching_device", None) is None
+    return _is_plain_resource_variable(v) and _tf_internal.caching_device(v) is None
 
 
 def _is_ref_variable(v) -> bool:
@@ -590,7 +590,7 @@ def _resource_update(shadows, values, idx, one_minus_decay, library) -> tf.Opera
     names = [handle_op_name(v) for v in variables]
     # Under tf.container() TF fills the op's empty `container` attribute,
     # which names the container of the entries left empty (ema_update.cc).
-    if all(names) and not (variables[0].graph._container and any(not c for c, _ in names)):  # pylint: disable=protected-access
+    if all(names) and not (_tf_internal.graph_container(variables[0].graph) and any(not c for c, _ in names)):
         # The op has no handle inputs to pin it to the shadows' device: colocate it.
         with variables[0].graph.colocate_with(variables[0].op):
             return library.tf1_ema_update_by_name(
@@ -733,7 +733,7 @@ def _updates(shadows, values, one_minus_decay, count, deltas) -> List[tf.Operati
             else:
                 # A ref variable's value is its ref, read by the op: TF1's `read`
                 # snapshot computes nothing, but costs a node in the first run.
-                vals = [values[i]._ref() if _is_ref_variable(values[i]) else values[i] for i in idx]
+                vals = [_tf_internal.variable_ref(values[i]) if _is_ref_variable(values[i]) else values[i] for i in idx]
                 update = library.tf1_ema_update_ref([shadows[i] for i in idx], vals, one_minus_decay)
             if not tf.executing_eagerly():
                 _fused_graphs.add(_v1.get_default_graph())

@@ -177,12 +177,6 @@ class _Namespace(types.ModuleType):
         return "<module %r (TF1 API from tf1_ema)>" % self.__name__
 
 
-def _stock_assign_moving_average() -> Callable[..., Any]:
-    # TensorFlow 2 exports no public assign_moving_average; the stock one lives only in this
-    # private module, which TensorFlow has already imported. Used for --reference alone.
-    return sys.modules["tensorflow.python.training.moving_averages"].assign_moving_average
-
-
 def namespace(reference: bool = False) -> types.ModuleType:
     """Returns the module handed to TF1 code as ``tensorflow`` (built once per mode).
 
@@ -198,11 +192,12 @@ def namespace(reference: bool = False) -> types.ModuleType:
     if reference in _State.namespaces:
         return _State.namespaces[reference]
     tf = _import_tensorflow()
+    from tf1_ema import _tf_internal
     from tf1_ema.legacy import contrib, tf_examples
 
     v1 = tf.compat.v1
     if reference:
-        ema_class, assign = v1.train.ExponentialMovingAverage, _stock_assign_moving_average()
+        ema_class, assign = v1.train.ExponentialMovingAverage, _tf_internal.stock_assign_moving_average()
     else:
         import tf1_ema
 

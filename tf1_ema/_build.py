@@ -86,16 +86,9 @@ _v1 = tf.compat.v1
 
 VARIABLE_OP_TYPES = ("Variable", "VariableV2", "VarHandleOp")
 
-# ---------------------------------------------------------------------------
-# TF internals. Each is used for speed, never for a behaviour TF1 lacks, and
-# each is pinned by tests/test_build.py against what TF1 itself builds.
-# ---------------------------------------------------------------------------
-
-# Each one is a named helper of tf1_ema._tf_internal, with its fallback there.
-_op_callbacks_active = _tf_internal.op_callbacks_active
-_has_variable_creator = _tf_internal.has_variable_creator
-_guard_uninitialized = _tf_internal.guard_uninitialized
-
+# TF internals: each is a named helper of tf1_ema._tf_internal, with its
+# fallback there; used for speed, never for a behaviour TF1 lacks, and pinned
+# by tests/test_build.py against what TF1 itself builds.
 
 @functools.lru_cache(maxsize=None)
 def _type_attr(dtype) -> _v1.AttrValue:
@@ -161,7 +154,7 @@ def _zeros_initializer(graph, shape, dtype):
     threshold that is one ``Const``, built here from a cached value.
     """
     shape, t = tuple(shape.as_list()), _type_attr(dtype)
-    if tf.TensorShape(shape).num_elements() >= 1000 or _op_callbacks_active():
+    if tf.TensorShape(shape).num_elements() >= 1000 or _tf_internal.op_callbacks_active():
         return functools.partial(_v1.zeros_initializer(), list(shape), dtype=dtype, partition_info=None)
 
     def zeros():
@@ -297,9 +290,9 @@ def scope_blocker(graph=None) -> Optional[str]:
         return "building a function"
     if tf.distribute.has_strategy():
         return "inside a distribution strategy"
-    if _has_variable_creator(graph):
+    if _tf_internal.has_variable_creator(graph):
         return "inside a variable creator scope"
-    if _op_callbacks_active():
+    if _tf_internal.op_callbacks_active():
         return "op callbacks are active"
     scope = _v1.get_variable_scope()
     if scope.reuse:
@@ -392,7 +385,8 @@ def _initialized_value(graph, var, ema_name: str):
         # value and reads other ref variables there through their initialized
         # values (a v2 If stops that walk). The walk's rewrite of the branch
         # that reads `var` itself changes no value, so only this one is kept.
-        initial_value = _guard_uninitialized(_tf_internal.shared_name(var) + "/" + ema_name + "/", initial_value)
+        guard_prefix = _tf_internal.shared_name(var) + "/" + ema_name + "/"
+        initial_value = _tf_internal.guard_uninitialized(guard_prefix, initial_value)
     dtype = var.dtype.base_dtype
     t = _type_attr(dtype)
     is_ref = _tf_internal.is_ref_variable(var)
@@ -537,7 +531,7 @@ def update_blocker() -> Optional[str]:
         return "building a function"
     if tf.distribute.has_strategy():
         return "inside a distribution strategy"
-    if _op_callbacks_active():
+    if _tf_internal.op_callbacks_active():
         return "op callbacks are active"
     return None
 
@@ -566,7 +560,7 @@ def _read_after(graph, variable, update):
 
 def _plain_scope(scope, graph) -> bool:
     """True if ``get_variable`` in ``scope`` does nothing beyond creating a variable."""
-    if scope.reuse or scope.partitioner is not None or _has_variable_creator(graph):
+    if scope.reuse or scope.partitioner is not None or _tf_internal.has_variable_creator(graph):
         return False
     customizations = ("custom_getter", "regularizer", "constraint", "caching_device")
     return all(getattr(scope, what) is None for what in customizations)

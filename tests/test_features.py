@@ -420,7 +420,7 @@ def test_rules_route_each_variable_to_the_first_match(graph):
     variables = model_variables()
     ema = ExponentialMovingAverage(0.9, rules=RULES)
     ema.apply(list(variables.values()))
-    got = {n: (ema._policy(v).action, ema._policy(v).decay, ema._policy(v).rule) for n, v in variables.items()}
+    got = {n: (ema.policy(v).action, ema.policy(v).decay, ema.policy(v).rule) for n, v in variables.items()}
     assert got == {
         "dense/kernel": ("average", 0.5, 2),
         "dense/bias": ("average", 0.5, 2),
@@ -545,7 +545,7 @@ def test_rules_accept_a_dict_in_insertion_order(graph):
     gamma = v1.Variable(1.0, name="bn/gamma")
     ema = ExponentialMovingAverage(0.9, rules={"moving_": "copy", "bn/": "skip"})
     ema.apply([mean, gamma])
-    assert (ema._policy(mean).action, ema._policy(gamma).action) == ("copy", "skip")
+    assert (ema.policy(mean).action, ema.policy(gamma).action) == ("copy", "skip")
 
 
 # ---------------------------------------------------------------------------

@@ -781,7 +781,6 @@ class ExponentialMovingAverage:
             return policy
         return self._options.policy(var, self._decay)
 
-    _policy = policy  # the name tests and earlier versions use
 
     # -- Beyond TF1: evaluation with the averages, audit, introspection --------
     # Thin delegations; the logic lives in swap.py, audit.py and introspect.py.

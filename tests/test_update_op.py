@@ -283,7 +283,7 @@ def test_graph_mode_names_the_variables_and_adds_no_per_variable_op(fast, sessio
 
 
 def test_variables_deleted_and_created_again_are_found_again(fast, session):
-    """The op keeps the variables it found between runs, but finds a deleted and re-created one again."""
+    """A deleted variable fails the op with TensorFlow's error; created again under its name, it is found again."""
     shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
     value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
     update = _update_op.fused_update([shadow], [value], 0.5)

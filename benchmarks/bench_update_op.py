@@ -9,8 +9,8 @@ Workloads (issue #6):
 Methods, each updating its own shadows in the same graph and session, timed
 interleaved (one run of each in turn), medians reported:
   stock   tf.compat.v1.train.ExponentialMovingAverage(decay).apply(vars)
-  fused   tf1_ema._update_op.fused_update (one Tf1EmaUpdate op)
-  graph   the same with TF1_EMA_FAST=0 (ResourceApplyGradientDescent per variable)
+  fused   tf1_ema._build.plain_updates (one Tf1EmaUpdate op)
+  graph   the same with TF1_EMA_FAST=0 (TF1's Sub, Mul, AssignSubVariableOp per variable)
   floor   NumPy ``a += b`` over the same bytes (read shadow, read variable,
           write shadow), single-threaded as in the issue; ``floor2`` the same
           on two threads (each half of every array); ``noop`` is Session.run
@@ -41,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tf1_ema import _update_op  # noqa: E402
+from tf1_ema import _build, _update_op  # noqa: E402
 
 v1 = tf.compat.v1
 DECAY = 0.999
@@ -90,7 +90,7 @@ def _build(dtype, sizes, rng):
         t0 = time.perf_counter()
         with v1.name_scope("ExponentialMovingAverage_" + method):
             decay = tf.convert_to_tensor(DECAY, tf.float32)
-            ops[method] = _update_op.fused_update(shadows[method], variables, 1.0 - decay, name=method)
+            ops[method] = _build.plain_updates(shadows[method], variables, 1.0 - decay, name=method)
         if method == "fused":
             build_fused = time.perf_counter() - t0
     os.environ.pop(_update_op.FAST_ENV)

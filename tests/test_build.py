@@ -36,6 +36,16 @@ def _forbidden_fallback(primary, *args):
     raise AssertionError("fast path not taken for %s" % primary.name)
 
 
+_TF1_SLOT_VARIABLE = _build._slot_variable  # pylint: disable=protected-access
+
+
+def _slot_variable_for_taken_names_only(primary, *args):
+    """TF1's get_variable route, allowed only where the name is taken (it raises TF1's error there)."""
+    if v1.get_variable_scope().name + "/" not in _tf_internal.stored_variables():
+        _forbidden_fallback(primary)
+    return _TF1_SLOT_VARIABLE(primary, *args)
+
+
 def stock_apply(ema, var_list):
     return ema.apply(var_list)
 
@@ -53,7 +63,9 @@ def fast_apply(ema, var_list, allow_fallback=False):
         ours._averages = ema._averages  # the models read shadows through TF1's object
     with contextlib.ExitStack() as stack:
         if not allow_fallback:
-            stack.enter_context(mock.patch.object(tf1_ema.ema, "_reference_shadow", _forbidden_fallback))
+            # TF1's route for a shadow: its cond, then get_variable in the slot scope.
+            stack.enter_context(mock.patch.object(_build, "_tf1_initialized_value", _forbidden_fallback))
+            stack.enter_context(mock.patch.object(_build, "_slot_variable", _slot_variable_for_taken_names_only))
         return ours.apply(var_list)
 
 
@@ -558,13 +570,18 @@ def test_variables_to_restore_equals_tf1(build_mode):
 
 
 def _fallback_calls(setup):
-    """The primaries create_shadows hands to its fallback inside ``setup`` (a context manager factory)."""
+    """The primaries whose shadows create_shadows builds the TF1 way (get_variable) inside ``setup``."""
     calls = []
+
+    def slot_variable(primary, *args):
+        calls.append(primary.name)
+        return primary
+
     with tf.Graph().as_default():
         w = variable("w")
-        with setup():
+        with setup(), mock.patch.object(_build, "_slot_variable", slot_variable):
             with tf.init_scope():
-                _build.create_shadows([w], "ExponentialMovingAverage", fallback=lambda p: calls.append(p.name) or p)
+                _build.create_shadows([w], "ExponentialMovingAverage")
     return calls
 
 
@@ -581,7 +598,7 @@ def _fallback_calls(setup):
     ids=["reuse", "auto-reuse", "custom-getter", "regularizer", "caching-device", "variable-creator"],
 )
 def test_customized_scopes_fall_back(setup):
-    """A reusing or customized variable scope, or a variable creator, sends every primary to the fallback."""
+    """A reusing or customized variable scope, or a variable creator, sends every primary to TF1's route."""
     assert _fallback_calls(setup) == ["w:0"]
 
 
@@ -676,7 +693,8 @@ def test_wider_shadow_dtype_starts_from_the_cast_value(build_mode):
             h = variable("h", dtype=tf.float16)
             with tf.init_scope():
                 if fast:
-                    shadow = _build.create_shadows([h], "ema", _forbidden_fallback, dtypes=[tf.float32])[h.ref()]
+                    with mock.patch.object(_build, "_slot_variable", _forbidden_fallback):
+                        shadow = _build.create_shadows([h], "ema", dtypes=[tf.float32])[h.ref()]
                 else:
                     with tf.device(h.device):
                         value = v1.cond(v1.is_variable_initialized(h), h.read_value, lambda: h.initial_value)
@@ -703,7 +721,7 @@ def test_build_updates_equals_assign_moving_average(build_mode):
         values = [variable("v%d" % i, dtype=s.dtype.base_dtype, seed=10 + i) for i, s in enumerate(shadows)]
         decays = [0.999, tf.constant(0.9, tf.float32), tf.constant(0.75, tf.float64)]
         if fast:
-            ops = _build.build_updates(shadows, values, decays)
+            ops = _build.build_updates([_build.Pair(s, v, d) for s, v, d in zip(shadows, values, decays)])
         else:
             ops = [reference(s, v, d, zero_debias=False) for s, v, d in zip(shadows, values, decays)]
         return {"op": v1.group(*ops), "shadows": shadows}
@@ -798,3 +816,61 @@ def test_variables_initialized_from_shadows_like_tf1(build_mode):
             sess.run(v1.variables_initializer(v1.global_variables()))
             values.append(sess.run(tensors))
     assert_bits_equal(values[0], values[1])
+
+
+# ---------------------------------------------------------------------------
+# One builder for every route
+# ---------------------------------------------------------------------------
+
+
+def _route(name):
+    """Builds one route's EMA (in the current context); returns how many shadows and pair updates it builds."""
+    ema_cls = tf1_ema.ExponentialMovingAverage
+    if name == "assign_moving_average":
+        shadow = variable("s")
+        tf1_ema.assign_moving_average(shadow, variable("w"), 0.9, zero_debias=True)
+        return 0, 1
+    if name == "eager":
+        w = tf.Variable([1.0, 2.0])
+        ema_cls(0.9).apply([w])
+        return 1, 1
+    if name == "function":
+        w = tf.Variable([1.0, 2.0])
+        ema = ema_cls(0.9)
+        tf.function(lambda: ema.apply([w]) and None)()
+        return 1, 2  # a function whose first trace creates variables is traced twice
+    with fresh_graph():
+        w, x = variable("w"), tf.constant([1.0, 2.0])
+        if name == "strategy":
+            with tf.distribute.OneDeviceStrategy("/cpu:0").scope():
+                ema_cls(0.9, zero_debias=True).apply([variable("v"), x])
+        elif name == "schedule":
+            ema_cls(0.9, step=v1.train.get_or_create_global_step(), update_every=2).apply([w])
+            return 1, 1
+        elif name == "copy-rule":
+            ema_cls(0.9, rules=[("w", "copy")]).apply([w, variable("b")])
+        else:  # a TF1 graph, fast or with TF1_EMA_FAST=0
+            ema_cls(0.9, zero_debias=True).apply([w, x])
+    return 2, 2
+
+
+@pytest.mark.parametrize(
+    "route", ["graph", "graph-FAST=0", "schedule", "copy-rule", "strategy", "eager", "function", "assign_moving_average"]
+)
+def test_every_route_builds_with_the_one_shadow_builder_and_update_recipe(route, monkeypatch):
+    """Every route makes its shadows with create_shadows and updates each pair once with _update_pair."""
+    shadows, updates = [], []
+    create_shadows, update_pair = _build.create_shadows, _build._update_pair  # pylint: disable=protected-access
+
+    def counting_create_shadows(var_list, *args, **kwargs):
+        var_list = list(var_list)
+        shadows.extend(var_list)
+        return create_shadows(var_list, *args, **kwargs)
+
+    monkeypatch.setattr(_build, "create_shadows", counting_create_shadows)
+    monkeypatch.setattr(_build, "_update_pair", lambda *a, **k: updates.append(a[1]) or update_pair(*a, **k))
+    monkeypatch.setattr(_update_op, "load_library", lambda: None)  # no fused op: every pair meets the recipe
+    if route.endswith("FAST=0"):
+        monkeypatch.setenv(_update_op.FAST_ENV, "0")
+    expected = _route(route)
+    assert (len(shadows), len(updates)) == expected

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from harness import assert_bits_equal
 from limits import TIMEOUT
-from tf1_ema import _update_op
+from tf1_ema import _build, _update_op
 
 v1 = tf.compat.v1
 
@@ -108,7 +108,7 @@ def fused_ops(graph) -> int:
 
 
 def run_against_stock_formula(sess, dtype, shapes, use_resource=True, one_minus_decays=(0.1, 0.5, 1e-4), steps=2):
-    """Runs fused_update and TF1's own assign_sub update side by side; asserts equal bits after every step."""
+    """Runs plain_updates and TF1's own assign_sub update side by side; asserts equal bits after every step."""
     rng = np.random.default_rng(len(shapes) * 100 + DTYPES.index(dtype))
     values = [v1.get_variable("value%d" % i, shape=s, dtype=dtype, use_resource=use_resource) for i, s in enumerate(shapes)]
     stock = [v1.get_variable("stock%d" % i, shape=s, dtype=dtype, use_resource=use_resource) for i, s in enumerate(shapes)]
@@ -117,7 +117,7 @@ def run_against_stock_formula(sess, dtype, shapes, use_resource=True, one_minus_
     # TF1 parity: this is moving_averages.assign_moving_average's update_fn.
     k = omd if dtype == tf.float32 else tf.cast(omd, dtype)
     stock_op = tf.group(*[v1.assign_sub(s, (s - v) * k) for s, v in zip(stock, values)])
-    ours_op = _update_op.fused_update(ours, values, omd)
+    ours_op = _build.plain_updates(ours, values, omd)
     feeds = [v1.placeholder(dtype, s) for s in shapes]
     set_values = [v1.assign(v, f) for v, f in zip(values, feeds)]
     set_shadows = [v1.assign(v, f) for v, f in zip(stock + ours, feeds + feeds)]
@@ -189,7 +189,7 @@ def test_bits_equal_the_stock_ema_class_for_mixed_dtypes(fast, session, num_upda
     if num_updates is not None:
         n = tf.cast(step, tf.float32)
         decay_t = tf.minimum(decay, (1.0 + n) / (10.0 + n))
-    ours_op = _update_op.fused_update(ours, variables + tensors, 1.0 - decay_t)
+    ours_op = _build.plain_updates(ours, variables + tensors, 1.0 - decay_t)
     assert fused_ops(session.graph) == 1
     session.run(v1.global_variables_initializer())
     session.run([o.assign(s) for o, s in zip(ours, stock)])
@@ -209,7 +209,7 @@ def test_bfloat16_nan_sign_differs_from_stock_only_in_its_scalar_tail(fast, sess
     value = v1.get_variable("v", initializer=np.full(n, -np.inf, ml_dtypes.bfloat16), use_resource=True)
     k = tf.cast(tf.constant(0.5), tf.bfloat16)
     stock_op = v1.assign_sub(shadow_stock, (shadow_stock - value) * k)  # -inf - -inf: the default NaN, negative
-    ours_op = _update_op.fused_update([shadow_ours], [value], 0.5)
+    ours_op = _build.plain_updates([shadow_ours], [value], 0.5)
     session.run(v1.global_variables_initializer())
     session.run([stock_op, ours_op])
     stock, ours = (x.view(np.uint16) for x in session.run([shadow_stock, shadow_ours]))
@@ -228,7 +228,7 @@ def test_a_shadow_held_by_a_pending_read_gets_a_new_buffer(fast, session):
     value = v1.get_variable("value", initializer=np.zeros(1000, np.float32), use_resource=True)
     before = tf.identity(shadow.read_value())
     with tf.control_dependencies([before]):
-        update = _update_op.fused_update([shadow], [value], 0.25)
+        update = _build.plain_updates([shadow], [value], 0.25)
     session.run(v1.global_variables_initializer())
     old, _ = session.run([before, update])
     np.testing.assert_array_equal(old, 4.0)
@@ -239,7 +239,7 @@ def test_uninitialized_shadow_raises_failed_precondition(fast, session):
     """Updating a shadow that was never initialized fails like ReadVariableOp does, with FailedPreconditionError."""
     shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
     value = v1.get_variable("value", shape=[3], use_resource=True)
-    update = _update_op.fused_update([shadow], [value], 0.5)
+    update = _build.plain_updates([shadow], [value], 0.5)
     session.run(value.initializer)
     with pytest.raises(tf.errors.FailedPreconditionError, match="shadow"):
         session.run(update)
@@ -257,12 +257,12 @@ def test_the_raw_op_refuses_a_repeated_shadow(fast, session):
 
 
 def test_a_repeated_shadow_takes_the_graph_path(fast, session):
-    """fused_update sends a shadow listed twice to graph ops, and the other shadows to the custom op."""
+    """plain_updates sends a shadow listed twice to graph ops, and the other shadows to the custom op."""
     a = v1.get_variable("a", shape=[3], use_resource=True)
     b = v1.get_variable("b", shape=[3], use_resource=True)
-    _update_op.fused_update([a, b, a], [tf.ones(3)] * 3, 0.5)
+    _build.plain_updates([a, b, a], [tf.ones(3)] * 3, 0.5)
     assert fused_ops(session.graph) == 1
-    assert op_types(session.graph).count("ResourceApplyGradientDescent") == 2
+    assert op_types(session.graph).count("AssignSubVariableOp") == 2
 
 
 def test_graph_mode_names_the_variables_and_adds_no_per_variable_op(fast, session):
@@ -270,7 +270,7 @@ def test_graph_mode_names_the_variables_and_adds_no_per_variable_op(fast, sessio
     shadows = [v1.get_variable("s%d" % i, shape=[3], use_resource=True) for i in range(3)]
     with v1.container("box"):
         values = [v1.get_variable("v%d" % i, shape=[3], use_resource=True) for i in range(3)]
-    update = _update_op.fused_update(shadows, values, 0.5)
+    update = _build.plain_updates(shadows, values, 0.5)
     assert op_types(session.graph) == ["Const", "NoOp", "Tf1EmaUpdateByName"]
     op = session.graph.get_operation_by_name("fused_update/Tf1EmaUpdateByName")
     assert [n.decode() for n in op.get_attr("shared_names")] == ["s0", "s1", "s2", "v0", "v1", "v2"]
@@ -286,7 +286,7 @@ def test_variables_deleted_and_created_again_are_found_again(fast, session):
     """A deleted variable fails the op with TensorFlow's error; created again under its name, it is found again."""
     shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
     value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
-    update = _update_op.fused_update([shadow], [value], 0.5)
+    update = _build.plain_updates([shadow], [value], 0.5)
     session.run(v1.global_variables_initializer())
     session.run(update)
     assert session.run(shadow).tolist() == [2.0, 4.0]
@@ -304,7 +304,7 @@ def test_a_variable_replaced_between_runs_is_the_one_updated(fast, session):
     """A variable deleted and created again between two successful runs is looked up again, not taken from a cache."""
     shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
     value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
-    update = _update_op.fused_update([shadow], [value], 0.5)
+    update = _build.plain_updates([shadow], [value], 0.5)
     session.run(v1.global_variables_initializer())
     session.run(update)
     destroy = [tf.raw_ops.DestroyResourceOp(resource=v.handle) for v in (shadow, value)]
@@ -329,9 +329,9 @@ def test_the_raw_op_rejects_a_non_float_variable(fast, session):
 
 
 def test_fused_update_sends_non_float_variables_to_graph_ops(fast, session):
-    """fused_update never hands an integer shadow to the op: it takes TensorFlow's assign_sub."""
+    """plain_updates never hands an integer shadow to the op: it takes TensorFlow's assign_sub."""
     shadow = v1.get_variable("shadow", initializer=[4, 8], dtype=tf.int32, use_resource=True)
-    update = _update_op.fused_update([shadow], [tf.constant([0, 2])], tf.constant(0.5))
+    update = _build.plain_updates([shadow], [tf.constant([0, 2])], tf.constant(0.5))
     assert fused_ops(session.graph) == 0
     assert "Tf1EmaUpdateByName" not in op_types(session.graph)
     del update
@@ -360,7 +360,7 @@ def test_inside_tf_function_the_update_is_stock_ops(fast):
 
     @tf.function
     def step():
-        _update_op.fused_update([ours], [var], 0.3)
+        _build.plain_updates([ours], [var], 0.3)
         stock.assign_sub((stock - var) * 0.3)
 
     step()
@@ -375,7 +375,7 @@ def test_eager_update_equals_the_tf1_formula(fast):
     for dtype in DTYPES:
         init, value = random_data(rng, dtype, (41,)), random_data(rng, dtype, (41,))
         ours, stock = tf.Variable(init), tf.Variable(init)
-        _update_op.fused_update([ours], [tf.constant(value)], 0.125)
+        _build.plain_updates([ours], [tf.constant(value)], 0.125)
         stock.assign_sub((stock - value) * tf.cast(0.125, dtype))
         assert_same_bits(ours.numpy(), stock.numpy())
 
@@ -387,18 +387,18 @@ def test_eager_update_equals_the_tf1_formula(fast):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)
 def test_fast_0_uses_graph_ops_with_tf1_bits(monkeypatch, session, dtype):
-    """TF1_EMA_FAST=0 builds ResourceApplyGradientDescent updates, no custom op, with TF1's bits."""
+    """TF1_EMA_FAST=0 builds TF1's AssignSubVariableOp updates, no custom op, with TF1's bits."""
     monkeypatch.setenv(_update_op.FAST_ENV, "0")
     run_against_stock_formula(session, dtype, [(), (1031,)])
     types = op_types(session.graph)
-    assert "Tf1EmaUpdate" not in types and "ResourceApplyGradientDescent" in types
+    assert "Tf1EmaUpdate" not in types and "AssignSubVariableOp" in types
 
 
 def test_without_a_compiler_one_line_notice_then_graph_ops(no_library, session, capsys):
     """Without a compiler the first update prints one line on stderr, later ones none, and both use graph ops."""
     shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
-    _update_op.fused_update([shadow], [tf.ones(3)], 0.5, name="first")
-    _update_op.fused_update([shadow], [tf.ones(3)], 0.5, name="second")
+    _build.plain_updates([shadow], [tf.ones(3)], 0.5, name="first")
+    _build.plain_updates([shadow], [tf.ones(3)], 0.5, name="second")
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "no C++ compiler found" in err and "TF1_EMA_FAST=0" in err
@@ -409,7 +409,7 @@ def test_notice_can_be_turned_off(no_library, monkeypatch, session, capsys):
     """With notice_enabled off (tf1-ema run and the kernel, unless --tf-log) the fallback prints nothing."""
     monkeypatch.setattr(_update_op, "notice_enabled", False)
     shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
-    _update_op.fused_update([shadow], [tf.ones(3)], 0.5)
+    _build.plain_updates([shadow], [tf.ones(3)], 0.5)
     assert capsys.readouterr().err == ""
     assert "no C++ compiler found" in _update_op._failure
 
@@ -418,7 +418,7 @@ def test_fast_0_does_not_even_try_to_build(no_library, monkeypatch, session, cap
     """With TF1_EMA_FAST=0 nothing is compiled and nothing is printed."""
     monkeypatch.setenv(_update_op.FAST_ENV, "0")
     shadow = v1.get_variable("shadow", shape=[3], use_resource=True)
-    _update_op.fused_update([shadow], [tf.ones(3)], 0.5)
+    _build.plain_updates([shadow], [tf.ones(3)], 0.5)
     assert capsys.readouterr().err == ""
     assert _update_op._failure is None
 
@@ -679,7 +679,7 @@ def test_the_tf1_namespace_loads_an_old_saved_model_holding_the_op(fast, tmp_pat
     with tf.Graph().as_default() as graph, v1.Session() as sess:
         w = v1.get_variable("w", initializer=[2.0, 4.0], use_resource=True)
         s = v1.get_variable("s", initializer=[0.0, 0.0], use_resource=True)
-        update = _update_op.fused_update([s], [w], 0.5)
+        update = _build.plain_updates([s], [w], 0.5)
         _update_op._fused_graphs.discard(graph)  # written as tf1_ema 0.x wrote it: with the op
         sess.run(v1.global_variables_initializer())
         v1.saved_model.simple_save(sess, export_dir, {"w": w.value()}, {"s": s.value()})

@@ -1,7 +1,20 @@
-"""Fast construction of the shadows and the update op of ``ExponentialMovingAverage.apply``.
+"""The shadows and the updates of ``ExponentialMovingAverage``: one builder each.
 
-TF1's ``apply()`` spends most of its time, and much of the first
-``global_variables_initializer()`` run, on machinery around two ideas:
+``create_shadows`` is the only code that makes shadows and ``_update_pair``
+the only recipe that updates one (plain, debiased, scheduled, copied, wider),
+for every route: TF1 graphs, eager mode, functions and distribution
+strategies (``public_update``, also behind ``assign_moving_average``), the
+fast TF1 graph (``build_updates``) and the fused op's leftovers
+(``plain_updates``). Naming, scoping, colocation, debias variables and
+``1 - decay`` are written once; what varies is behind one switch, ``fast``:
+the initial-value conditional, the variable constructor, and the op set the
+recipe is written in (``_PublicOps``: TF1's graph op for op; ``_FastOps``:
+the same kernels without wrapper overhead), plus the fused op of
+``tf1_ema._update_op`` for plain pairs.
+
+Why a fast variant at all: TF1's ``apply()`` spends most of its time, and
+much of the first ``global_variables_initializer()`` run, on machinery around
+two ideas:
 
     shadow initial value = var's value if var is initialized else var.initial_value
     shadow              -= (shadow - var) * one_minus_decay
@@ -39,7 +52,7 @@ builds the same variables and the same values with less:
 else (eager, functions, a distribution strategy, a reusing or customized
 variable scope, a variable creator scope, partitioned, sharded or subclassed
 variables, shapes not fully defined, a ref variable under v2 control flow)
-goes to the caller's reference path. Differences that reach no variable,
+is built with ``fast`` off. Differences that reach no variable,
 value, name of a variable or checkpoint:
 
 * the initial-value conditional is the ``If`` (or ``RefSwitch``/``Merge``)
@@ -67,16 +80,17 @@ benchmarks/bench_first_step.py.
 The TensorFlow internals this needs (variable classes, the variable store,
 attribute scopes, op creation without generated wrappers) are named helpers
 of ``tf1_ema._tf_internal``; where one is missing, ``scope_blocker`` and
-``update_blocker`` say so and everything is built the reference way.
+``update_blocker`` say so and everything is built with ``fast`` off.
 tests/test_build.py checks what is built here against TF1, variable
 attribute by attribute and op by op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import weakref
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -421,77 +435,122 @@ def _initialized_value(graph, var, ema_name: str):
     return if_op.outputs[0]
 
 
-def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value, dtype, use_resource: bool, tf1_kwargs):
-    """Creates ``primary``'s shadow in the variable scope TF1's slot creator opens for it.
+def _tf1_initialized_value(var):
+    """TF1's own ``cond``: var's current value if it is initialized, else its initial value."""
+    with tf.device(var.device):
+        # TF1 parity: a variable that was initialized and changed before
+        # apply() hands its *current* value to the shadow's initializer.
+        return _v1.cond(_v1.is_variable_initialized(var), var.read_value, lambda: var.initial_value)
 
-    ``initial_value`` is a tensor or a bound callable; ``tf1_kwargs`` are the
-    arguments TF1's slot creator gives ``get_variable("")``.
+
+def _slot_variable(primary, initial_value, validate_shape: bool, shape=None, dtype=None):
+    """The shadow as TF1's slot creator makes it: ``get_variable("")`` in the current variable scope."""
+    scope = _v1.get_variable_scope()
+    # TF1 parity: a partitioner in the user's scope must not split the shadow.
+    partitioner = scope.partitioner
+    scope.set_partitioner(None)
+    try:
+        slot = _v1.get_variable(
+            "",
+            initializer=initial_value,
+            trainable=False,
+            use_resource=_tf_internal.use_resource_like(primary),
+            shape=shape if callable(initial_value) else None,
+            dtype=dtype,
+            validate_shape=validate_shape,
+        )
+    finally:
+        scope.set_partitioner(partitioner)
+    _tf_internal.copy_slice_info(primary, slot)
+    return _tf_internal.copy_xla_sharding(primary, slot)
+
+
+def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value, fast: bool, shape=None, dtype=None):
+    """Creates the shadow ``<primary>/<ema_name>`` (made unique as TF1's slot scopes make it).
+
+    The name, the variable scope and the colocation are TF1's in both
+    variants. ``fast`` constructs the variable's ops directly
+    (``_new_resource_variable``/``_new_ref_variable``, registered in the
+    variable store under TF1's key); otherwise, or when the name is taken,
+    ``get_variable`` makes it as TF1 does (and raises TF1's error).
+    ``initial_value`` is a tensor or, with ``shape`` and ``dtype``, a callable.
     """
     prefix = _tf_internal.shared_name(primary) if isinstance(primary, tf.Variable) else primary.op.name
     with _v1.variable_scope(None, default_name=prefix + "/" + ema_name) as scope:
         full_name = scope.name + "/"
-        store = _tf_internal.stored_variables()
-        if full_name in store:
-            # TF1 parity: a scope count that a closed parent scope reset gives
-            # a taken name; get_variable raises "already exists" as in TF1.
-            return _v1.get_variable("", **tf1_kwargs)
-        new_variable = _new_resource_variable if use_resource else _new_ref_variable
-        with graph.name_scope(None):
-            if colocate:
-                with graph.colocate_with(primary.op):
-                    shadow = new_variable(graph, full_name, initial_value, dtype)
+        colocation = tf.distribute.get_strategy().extended.colocate_vars_with(primary) if colocate else _no_scope()
+        with colocation:
+            store = _tf_internal.stored_variables() if fast else None
+            if not fast or full_name in store:
+                # TF1 parity: a scope count that a closed parent scope reset gives a
+                # taken name; get_variable raises "already exists" then, as in TF1.
+                validate_shape = shape is not None or initial_value.get_shape().is_fully_defined()
+                return _slot_variable(primary, initial_value, validate_shape, shape, dtype)
+            if isinstance(primary, tf.Variable):
+                use_resource = _tf_internal.is_resource_variable_instance(primary)
             else:
+                use_resource = _v1.get_variable_scope().use_resource
+                if use_resource is None:
+                    use_resource = _v1.resource_variables_enabled()
+            new_variable = _new_resource_variable if use_resource else _new_ref_variable
+            dtype = initial_value.dtype.base_dtype if dtype is None else dtype
+            with graph.name_scope(None):
                 shadow = new_variable(graph, full_name, initial_value, dtype)
-        store[full_name] = shadow
+            store[full_name] = shadow
     return shadow
 
 
-def _shadow_of_variable(graph, var, ema_name: str, dtype):
-    """``var``'s shadow, starting from var's current value if initialized, else its initial value."""
-    value = _initialized_value(graph, var, ema_name)
+def _no_scope():
+    """A context manager that does nothing."""
+    return contextlib.nullcontext()
+
+
+def _shadow_of_variable(graph, var, ema_name: str, dtype, fast: bool):
+    """``var``'s shadow, starting from var's current value if initialized, else its initial value.
+
+    With ``dtype`` (wider than the variable's) the shadow is created in it,
+    from the cast value. ``fast`` picks the stock two-node conditional of
+    ``_initialized_value`` over TF1's ``cond``; the values are the same.
+    """
+    value = _initialized_value(graph, var, ema_name) if fast else _tf1_initialized_value(var)
     if dtype is not None and dtype != var.dtype.base_dtype:
         with graph.device(var.device):
             value = tf.cast(value, dtype)
-    use_resource = _tf_internal.is_resource_variable_instance(var)
-    tf1_kwargs = dict(initializer=value, trainable=False, use_resource=use_resource, validate_shape=True)
-    return _create_shadow(graph, var, ema_name, True, value, value.dtype.base_dtype, use_resource, tf1_kwargs)
+    return _create_shadow(graph, var, ema_name, True, value, fast)
 
 
-def _shadow_of_tensor(graph, tensor, ema_name: str, dtype):
-    """A zero-initialized shadow of ``tensor``, colocated with it when it reads a variable op."""
+def _shadow_of_tensor(graph, tensor, ema_name: str, dtype, fast: bool):
+    """A zero-initialized shadow of ``tensor`` (in ``dtype``, default the tensor's), colocated with it when it reads a variable op."""
     dtype = tensor.dtype.base_dtype if dtype is None else tf.as_dtype(dtype)
     shape = tensor.get_shape()
-    use_resource = _v1.get_variable_scope().use_resource
-    if use_resource is None:
-        use_resource = _v1.resource_variables_enabled()
-    initial_value = _zeros_initializer(graph, shape, dtype)
     colocate = tensor.op.type in VARIABLE_OP_TYPES
-    tf1_kwargs = dict(initializer=_v1.zeros_initializer(), shape=shape, dtype=dtype, trainable=False)
-    return _create_shadow(graph, tensor, ema_name, colocate, initial_value, dtype, use_resource, tf1_kwargs)
+    if not shape.is_fully_defined():
+        zeros = tf.zeros(tf.shape(tensor), dtype=dtype)
+        return _create_shadow(graph, tensor, ema_name, colocate, zeros, fast=False)
+    # TF1 parity: get_variable's zeros_initializer; the fast one builds the same Const.
+    zeros = _zeros_initializer(graph, shape, dtype) if fast else _v1.zeros_initializer()
+    return _create_shadow(graph, tensor, ema_name, colocate, zeros, fast, shape=shape, dtype=dtype)
 
 
-def create_shadows(
-    var_list: Iterable,
-    ema_name: str,
-    fallback: Callable[[Any], Any],
-    dtypes: Optional[Sequence] = None,
-) -> Dict[Any, Any]:
-    """Creates the shadows of ``var_list`` as ``ExponentialMovingAverage.apply`` does.
+def create_shadows(var_list: Iterable, ema_name: str, dtypes: Optional[Sequence] = None, fast: bool = True) -> Dict[Any, Any]:
+    """Creates the shadows of ``var_list`` as ``ExponentialMovingAverage.apply`` does: the one shadow builder.
 
     Each variable gets a non-trainable shadow ``<var>/<ema_name>`` (made unique
     by TF1's variable-scope rules) in ``GLOBAL_VARIABLES``, colocated with it,
     of its kind (resource or ref), starting from its value if it is
     initialized when the shadow's initializer runs, else from its initial
     value. Each tensor gets a zero-initialized shadow. Shadows are created in
-    ``var_list`` order; a primary the fast path cannot build exactly (see
-    ``fast_path_blocker``) is handed to ``fallback(primary)`` at its turn.
-    Call inside ``tf.init_scope()``, as apply() does.
+    ``var_list`` order. With ``fast`` (and where ``scope_blocker`` and
+    ``fast_path_blocker`` allow) the initial-value conditional and the
+    variable's ops are built by the fast pieces above; otherwise by TF1's
+    public route. Names, scopes and values are the same either way. Call
+    inside ``tf.init_scope()``, as apply() does.
 
     Args:
       var_list: variables and tensors, none already averaged.
       ema_name: the ExponentialMovingAverage's name.
-      fallback: builds one shadow the reference way.
       dtypes: optional shadow dtype per primary (None: the primary's).
+      fast: whether the fast pieces may be used (False: TF1_EMA_FAST=0).
 
     Returns:
       ``{primary.ref(): shadow}``; MOVING_AVERAGE_VARIABLES is the caller's.
@@ -499,18 +558,17 @@ def create_shadows(
     var_list = list(var_list)
     dtypes = [None] * len(var_list) if dtypes is None else list(dtypes)
     graph = _v1.get_default_graph()
-    blocked = scope_blocker(graph)
+    fast = fast and scope_blocker(graph) is None
     shadows = {}
-    with _tf_internal.FastSubscopeClosing():
+    with _tf_internal.FastSubscopeClosing() if fast else _no_scope():
         for primary, dtype in zip(var_list, dtypes):
             if primary.ref() in shadows:
                 continue
-            if blocked or fast_path_blocker(primary, graph):
-                shadow = fallback(primary)
-            elif isinstance(primary, tf.Variable):
-                shadow = _shadow_of_variable(graph, primary, ema_name, dtype)
+            fast_here = fast and fast_path_blocker(primary, graph) is None
+            if isinstance(primary, tf.Variable):
+                shadow = _shadow_of_variable(graph, primary, ema_name, dtype, fast_here)
             else:
-                shadow = _shadow_of_tensor(graph, primary, ema_name, dtype)
+                shadow = _shadow_of_tensor(graph, primary, ema_name, dtype, fast_here)
             shadows[primary.ref()] = shadow
     return shadows
 
@@ -536,6 +594,207 @@ def update_blocker() -> Optional[str]:
     return None
 
 
+class Pair(NamedTuple):
+    """One shadow's update, as ``build_updates`` takes it.
+
+    Attributes:
+      shadow: the shadow variable.
+      value: its primary (a variable or tensor) or the primary's new value.
+      decay: a float or scalar float tensor (unused for a copy).
+      debias: whether TF1's zero-debiasing applies (``<shadow>/biased``, ``<shadow>/local_step``).
+      gates: the schedule's ``tf1_ema.options.Gates``, or None.
+      copy: whether the shadow is set to the value (a ``"copy"`` rule).
+      widen: whether the shadow is wider than the value (``shadow_dtype``): the value is cast to it.
+    """
+
+    shadow: Any
+    value: Any
+    decay: Any
+    debias: bool = False
+    gates: Any = None
+    copy: bool = False
+    widen: bool = False
+
+    @property
+    def beyond_tf1(self) -> bool:
+        """Whether an opt-in feature shapes this update (a schedule, a copy or a wider shadow)."""
+        return self.gates is not None or self.copy or self.widen
+
+
+# -- The two op sets the one update recipe is written in ---------------------
+
+
+class _PublicOps:
+    """TF1's ops through the public API: with these the recipe builds TF1's graph op for op."""
+
+    @staticmethod
+    def one(dtype):  # pylint: disable=unused-argument
+        return 1  # TF1 parity: a Python 1, so every use makes its own constant, as in TF1
+
+    @staticmethod
+    def sub(x, y):
+        return x - y
+
+    @staticmethod
+    def mul(x, y):
+        return x * y
+
+    @staticmethod
+    def pow(x, y):
+        return tf.pow(x, y)
+
+    @staticmethod
+    def div(x, y):
+        return x / y
+
+    @staticmethod
+    def assign_sub(v, delta, name=None):
+        return _v1.assign_sub(v, delta, name=name)
+
+    @staticmethod
+    def assign_add(v, delta):
+        return v.assign_add(delta)
+
+    @staticmethod
+    def assign(v, value, name=None):
+        return _v1.assign(v, value, name=name)
+
+    @staticmethod
+    def value_after(v, update):  # pylint: disable=unused-argument
+        return update  # TF1's assigns return the new value
+
+
+class _FastOps:
+    """The same kernels on the same inputs as ``_PublicOps``, created without the wrappers' overhead.
+
+    Differences that reach no value: a constant 1 shared per dtype, reads of
+    variables made here (so they obey the caller's control dependencies as
+    TF1's do), and no read after a write nobody reads. Graph mode only
+    (``update_blocker() is None``).
+    """
+
+    def __init__(self, graph):
+        self.graph = graph
+        self._ones: Dict[Any, tf.Tensor] = {}
+
+    def one(self, dtype):
+        if dtype not in self._ones:
+            self._ones[dtype] = tf.constant(1, dtype=dtype)
+        return self._ones[dtype]
+
+    def _binary(self, op_type: str, x, y):
+        x, y = _read(self.graph, x), _read(self.graph, y)
+        dtype = x.dtype.base_dtype
+        t = _type_attr(dtype)
+        return _tf_internal.create_op(
+            self.graph, op_type, [x, y], [dtype], input_types=[dtype, y.dtype.base_dtype], attrs={"T": t}
+        ).outputs[0]
+
+    def sub(self, x, y):
+        return self._binary("Sub", x, y)
+
+    def mul(self, x, y):
+        return self._binary("Mul", x, y)
+
+    def pow(self, x, y):
+        return self._binary("Pow", x, y)
+
+    def div(self, x, y):
+        return self._binary("RealDiv", x, y)
+
+    def _assign(self, ref_type: str, resource_type: str, v, value, name=None):
+        dtype = v.dtype.base_dtype
+        if _tf_internal.is_ref_variable(v):
+            ref = _tf_internal.variable_ref(v)
+            return _ref_op(self.graph, ref_type, [ref, value], [ref.dtype], name=name, T=_type_attr(dtype))
+        return _op(self.graph, resource_type, [v.handle, value], [], name=name, dtype=_type_attr(dtype))
+
+    def assign_sub(self, v, delta, name=None):
+        return self._assign("AssignSub", "AssignSubVariableOp", v, delta, name)
+
+    def assign_add(self, v, delta):
+        return self._assign("AssignAdd", "AssignAddVariableOp", v, delta)
+
+    def assign(self, v, value, name=None):
+        return self._assign("Assign", "AssignVariableOp", v, value, name)
+
+    def value_after(self, v, update):
+        """The value of ``v`` once ``update`` (its assign op) has run."""
+        if update.outputs:  # a ref variable's assign outputs the new value
+            return update.outputs[0]
+        with self.graph.control_dependencies([update]):
+            return _read_op(self.graph, v.handle, v.dtype.base_dtype)
+
+
+_PUBLIC = _PublicOps()
+
+
+def _update_pair(ops, shadow, value, one_minus_decay, name, debias_variables=(), gates=None, copy=False, widen=False,
+                 diff=None):  # fmt: skip
+    """The update recipe, written once: every shadow of every route is updated by this function.
+
+    Plain (TF1's ``assign_moving_average``)::
+
+        shadow -= (shadow - value) * one_minus_decay
+
+    Debiased (TF1's ``_zero_debias``, with ``debias_variables`` = (biased, local_step))::
+
+        biased     -= (biased - value) * one_minus_decay
+        local_step += 1
+        shadow      = biased / (1 - (1 - one_minus_decay) ** local_step)
+
+    Beyond TF1: ``value`` is cast to the shadow's dtype (a wider shadow); with
+    ``gates`` each assignment takes effect only where ``gates.update_now`` and
+    the shadow becomes ``value`` where ``gates.copy_now`` (``_math.ema_sequence``);
+    ``copy`` sets the shadow to ``value``.
+
+    Args:
+      ops: ``_PUBLIC`` (TF1's graph op for op) or a ``_FastOps``.
+      shadow: the shadow variable (a replica's component under a strategy).
+      value: the value to average in.
+      one_minus_decay: ``1 - decay``, already cast to the shadow's dtype.
+      name: the name of the final assign op.
+      debias_variables: ``(biased, local_step)`` to debias, else empty.
+      gates: the schedule's gates, or None.
+      copy: set the shadow to ``value`` instead.
+      widen: cast ``value`` to the shadow's dtype first (a copy always does).
+      diff: ``shadow - value`` computed earlier (read before other shadows are written), or None.
+
+    Returns:
+      The final assign (an op, or the updated value with ``_PUBLIC``).
+    """
+    if (copy or widen) and value.dtype.base_dtype != shadow.dtype.base_dtype:
+        value = tf.cast(value, shadow.dtype.base_dtype)
+    if copy:
+        return ops.assign(shadow, value, name=name)
+    if not debias_variables:
+        # TF1 parity: `v - (v - value) * k` as an assign_sub, not `decay * v + k * value`;
+        # the two round differently.
+        delta = ops.mul(ops.sub(shadow, value) if diff is None else diff, one_minus_decay)
+        if gates is None:
+            return ops.assign_sub(shadow, delta, name=name)
+        return ops.assign(shadow, gates.select(shadow - delta, shadow, value), name=name)
+    biased, local_step = debias_variables
+    one = ops.one(shadow.dtype.base_dtype)
+    delta = ops.mul(ops.sub(biased, value), one_minus_decay)
+    if gates is None:
+        biased_now = ops.value_after(biased, ops.assign_sub(biased, delta))
+        step = ops.value_after(local_step, ops.assign_add(local_step, one))
+    else:
+        biased_now = ops.value_after(biased, ops.assign(biased, tf.where(gates.update_now, biased - delta, biased)))
+        steps = tf.cast(gates.update_now, local_step.dtype.base_dtype)
+        step = ops.value_after(local_step, ops.assign_add(local_step, steps))
+    bias_factor = ops.sub(one, ops.pow(ops.sub(one, one_minus_decay), step))
+    unbiased = ops.div(biased_now, bias_factor)
+    if gates is not None:
+        # Before the first update bias_factor is 0 and `unbiased` NaN; the gates never select it then.
+        unbiased = gates.select(unbiased, shadow, value)
+    return ops.assign(shadow, unbiased, name=name)
+
+
+# -- Variables the update needs -----------------------------------------------
+
+
 def _read(graph, variable):
     """``variable.value()`` in graph mode: a new read of a resource variable, a ref variable's snapshot."""
     plain = _tf_internal.is_uncached_resource_variable(variable)
@@ -550,14 +809,6 @@ def _read(graph, variable):
     return variable
 
 
-def _read_after(graph, variable, update):
-    """The value of ``variable`` once ``update`` (its assign op or ref output) has run."""
-    if isinstance(update, tf.Tensor):  # a ref variable's assign returns the new value
-        return update
-    with graph.control_dependencies([update]):
-        return _read_op(graph, variable.handle, variable.dtype.base_dtype)
-
-
 def _plain_scope(scope, graph) -> bool:
     """True if ``get_variable`` in ``scope`` does nothing beyond creating a variable."""
     if scope.reuse or scope.partitioner is not None or _tf_internal.has_variable_creator(graph):
@@ -570,22 +821,27 @@ class _Debiaser:
     """Creates TF1's ``biased``/``local_step`` pair of a debiased shadow, without rescanning the graph.
 
     TF1 finds a free name by listing the scope's global variables, twice per
-    shadow, which is quadratic in the number of shadows; the set of taken
-    names is kept here instead.
+    shadow, which is quadratic in the number of shadows. With ``fast`` the set
+    of taken names is kept here instead, and the variables are constructed
+    directly where ``get_variable`` would do nothing more; without it, both
+    are done as TF1 does them (eager mode and strategies included).
     """
 
-    def __init__(self, graph):
+    def __init__(self, graph, fast: bool):
         self._graph = graph
-        self._taken = {v.op.name for v in graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)}
+        self._fast = fast
+        self._taken = set()
+        if fast:
+            self._taken = {v.op.name for v in graph.get_collection(_v1.GraphKeys.GLOBAL_VARIABLES)}
 
     def _unique(self, scope, name: str) -> str:
         """TF1's ``_maybe_get_unique``: ``name``, else ``name_1``, ``name_2``... not a global variable yet."""
         if scope.reuse:
             return name
         taken = self._taken
-        if "\\" in scope.name:
-            # TF1 parity: TF1 filters by the scope name as a regex; only a
-            # backslash in it can make that filter drop a name.
+        if not self._fast or "\\" in scope.name:
+            # TF1 parity: TF1 lists the scope's variables, filtered by the scope
+            # name as a regex (only a backslash in it can make that drop a name).
             taken = {v.op.name for v in scope.global_variables()}
         full_name = scope.name + "/" + name
         if full_name not in taken:
@@ -598,8 +854,8 @@ class _Debiaser:
     def _get_variable(self, scope, name: str, shape, dtype):
         """``get_variable(name, shape, dtype, zeros, trainable=False)`` in ``scope``: TF1's variable."""
         full_name = scope.name + "/" + name
-        store = _tf_internal.stored_variables()
-        if full_name in store or not _plain_scope(scope, self._graph):
+        store = _tf_internal.stored_variables() if self._fast else None
+        if not self._fast or full_name in store or not _plain_scope(scope, self._graph):
             zeros = _v1.zeros_initializer()
             variable = _v1.get_variable(name, shape=shape, dtype=dtype, initializer=zeros, trainable=False)
         else:
@@ -607,119 +863,260 @@ class _Debiaser:
             if use_resource is None:
                 use_resource = _v1.resource_variables_enabled()
             new_variable = _new_resource_variable if use_resource else _new_ref_variable
+            dtype = dtype.base_dtype
             initial_value = _zeros_initializer(self._graph, shape, dtype)
             with self._graph.name_scope(None):
                 variable = new_variable(self._graph, full_name, initial_value, dtype)
             store[full_name] = variable
-        self._taken.add(variable.op.name)
+        if self._fast:
+            self._taken.add(variable.op.name)
         return variable
 
-    def create(self, shadow, value, one_minus_decay):
+    def create(self, shadow, value, one_minus_decay, strategy=None):
         """The (biased, local_step) variables of ``shadow``, named and placed as TF1's ``_zero_debias`` does."""
         with _v1.variable_scope(shadow.name[: -len(":0")], values=[shadow, value, one_minus_decay]) as scope:
-            with tf.init_scope(), self._graph.colocate_with(shadow.op):
-                dtype = shadow.dtype.base_dtype
-                biased = self._get_variable(scope, self._unique(scope, "biased"), shadow.get_shape(), dtype)
-                local_step = self._get_variable(scope, self._unique(scope, "local_step"), tf.TensorShape([]), dtype)
+            if self._fast:
+                place = contextlib.ExitStack()
+                place.enter_context(tf.init_scope())
+                place.enter_context(self._graph.colocate_with(shadow.op))
+            else:
+                place = (strategy or tf.distribute.get_strategy()).extended.colocate_vars_with(shadow)
+            with place:
+                # TF1 parity: both take the shadow's dtype, so a float16 local_step stops counting at 2048.
+                biased = self._get_variable(scope, self._unique(scope, "biased"), shadow.get_shape(), shadow.dtype)
+                local_step = self._get_variable(scope, self._unique(scope, "local_step"), tf.TensorShape([]), shadow.dtype)
         return biased, local_step
 
 
-def build_updates(shadows: Sequence, values: Sequence, decay, zero_debias: Sequence[bool] = ()) -> List[tf.Operation]:
-    """TF1's ``assign_moving_average(shadow, value, decay, zero_debias)`` for many pairs, built fast.
+# -- Building: TF1's route (any context) and the fast route (TF1 graphs) --------
 
-    Each pair gets, in a name scope ``AssignMovingAvg`` (made unique, as TF1
-    makes it) under the current one,
 
-        one_minus_decay = cast(1 - decay, shadow.dtype)  # once per decay and dtype
-        shadow         -= (shadow - value) * one_minus_decay
+def _one_minus_decay(decay, dtype, name: Optional[str] = None):
+    """``1 - decay`` in decay's dtype (float32 for a Python float), then cast to ``dtype``.
 
-    or, where ``zero_debias`` says so, TF1's debiased update through new
-    ``<shadow>/biased`` and ``<shadow>/local_step`` variables. The kernels,
-    their inputs and their order are TF1's, so every bit matches; reads of
-    values are created here, so they obey the caller's control dependencies
-    exactly as TF1's do. Requires ``update_blocker() is None``.
+    TF1 parity: the subtraction happens before the cast, in decay's own dtype.
+    """
+    one_minus_decay = tf.convert_to_tensor(1.0 - decay, name=name)
+    if one_minus_decay.dtype != dtype:
+        one_minus_decay = tf.cast(one_minus_decay, dtype)
+    return one_minus_decay
+
+
+def _here() -> Optional[str]:
+    """An op name equal to the current name scope (as TF1's ``name=scope``), or None outside any scope.
+
+    Inside ``strategy.extended.update`` the scope is ``.../update_<i>``, so
+    each replica's assign gets its own name.
+    """
+    scope = tf.get_current_name_scope()
+    return scope + "/" if scope else None
+
+
+def _in_cross_replica_context(update, variable, value):
+    """Calls ``update(strategy, variable, value)`` in cross-replica context.
+
+    In replica context the replicas' values are first averaged (MEAN) onto
+    ``variable``'s devices with ``merge_call``, as TF1 does.
+    """
+    replica_context = tf.distribute.get_replica_context()
+    if replica_context:
+
+        def merge_fn(strategy, v, value):
+            value = strategy.extended.reduce_to(tf.distribute.ReduceOp.MEAN, value, v)
+            return update(strategy, v, value)
+
+        return replica_context.merge_call(merge_fn, args=(variable, value))
+    return update(tf.distribute.get_strategy(), variable, value)
+
+
+def _update_each_copy(strategy, var, update_fn, args):
+    """Runs ``update_fn(var, *args)`` on every copy of ``var`` (cross-replica context only)."""
+    if not tf.distribute.in_cross_replica_context():
+        raise RuntimeError("tf1_ema internal error: _update_each_copy needs a cross-replica context")
+    if _tf_internal.update_replica_id() is not None:
+        return update_fn(var, *args)
+    return strategy.extended.update(var, update_fn, args)
+
+
+def public_update(pair: Pair, name: Optional[str] = None):
+    """One pair's update the way TF1's ``assign_moving_average`` builds it, in any context.
+
+    Under a ``tf.distribute`` strategy, called in replica context, the
+    replicas' values are averaged (MEAN) before the update, and each copy of
+    the shadow is updated, as in TF1. Without opt-in features the graph is
+    TF1's op for op.
+
+    Returns:
+      What TF1's function returns: the updated value (or the strategy's result).
+    """
+    shadow, value = pair.shadow, pair.value
+    beyond_tf1 = pair.beyond_tf1
+    inputs = [shadow, value] if pair.copy else [shadow, value, pair.decay]
+    with _v1.name_scope(name, "AssignCopy" if pair.copy else "AssignMovingAvg", inputs) as scope:
+        k = None if pair.copy else _one_minus_decay(pair.decay, shadow.dtype.base_dtype, name="decay")
+
+        def update_fn(v, value, *debias_variables):
+            # TF1 parity: the plain update is named by the outer scope, the debiased one by the current one.
+            op_name = _here() if (debias_variables or beyond_tf1) else scope
+            return _update_pair(_PUBLIC, v, value, k, op_name, debias_variables, pair.gates, pair.copy, pair.widen)
+
+        def update(strategy, v, value):
+            debias_variables = ()
+            if pair.debias and not pair.copy:
+                debias_variables = _Debiaser(_v1.get_default_graph(), fast=False).create(v, value, k, strategy)
+            return _update_each_copy(strategy, v, update_fn, (value,) + tuple(debias_variables))
+
+        return _in_cross_replica_context(update, shadow, value)
+
+
+def read_before_writes(shadows: Sequence, values: Sequence, written) -> Dict[int, tf.Tensor]:
+    """``{i: shadows[i] - values[i]}`` for each pair whose value is a variable in ``written``.
+
+    TF1 parity: with the shadow of a shadow in one update (``ema.apply([w,
+    ema.average(w)])`` after ``ema.apply([w])``) TF1's graph reads the old
+    shadow. Computing these differences first, and writing shadows only after
+    them, reads it too.
 
     Args:
       shadows: the shadow variables.
-      values: the new value of each shadow's primary (variable or tensor).
-      decay: the decay (a float or scalar float tensor, as given to TF1's
-        function), or a sequence of them, one per pair.
-      zero_debias: per pair, whether to debias (default: none).
+      values: their values, variables or tensors.
+      written: refs (``v.ref()``) of the shadows the update writes.
 
     Returns:
-      One op per pair, in order; group them to get TF1's update op.
+      The differences, by pair index.
+    """
+    return {i: s - v for i, (s, v) in enumerate(zip(shadows, values)) if isinstance(v, tf.Variable) and v.ref() in written}
+
+
+def plain_updates(shadows: Sequence, values: Sequence, one_minus_decay, name: Optional[str] = None,
+                  read_first: Optional[Dict[int, tf.Tensor]] = None) -> tf.Operation:  # fmt: skip
+    """Updates every shadow towards its value: shadow -= (shadow - value) * cast(one_minus_decay, dtype).
+
+    Bit for bit TF1's per-variable update. Pairs the fused op can take go to
+    it (``tf1_ema._update_op.fused_ops``: one op per kind and device); every
+    other pair (a shadow listed twice, a GPU or distributed shadow, no op
+    library, ``TF1_EMA_FAST=0``...) gets ``_update_pair``.
+
+    A pair whose value is itself one of the shadows updated here (the shadow
+    of a shadow) gets ``_update_pair`` too, with ``shadow - value`` computed
+    before any shadow is written; ``read_first`` extends that to shadows
+    written by other calls of the same update (see ``read_before_writes``).
+
+    Args:
+      shadows: the shadow variables (half, bfloat16, float or double).
+      values: tensors or variables, one per shadow, same dtype and shape.
+      one_minus_decay: ``1 - decay`` as a float32 scalar (tensor or float).
+      name: name of the returned op; default ``"fused_update"``.
+      read_first: ``read_before_writes`` of these pairs against every shadow
+        the whole update writes, when the caller splits it into several calls
+        (and runs them after those differences); default: against ``shadows``.
+
+    Returns:
+      One op that runs all the updates (a ``NoOp`` grouping them).
+
+    Raises:
+      ValueError: if ``shadows`` and ``values`` differ in length.
+    """
+    from tf1_ema import _update_op  # pylint: disable=import-outside-toplevel  # it builds on this module
+
+    shadows = list(shadows)
+    values = list(values)
+    if len(shadows) != len(values):
+        raise ValueError("plain_updates: %d shadows but %d values" % (len(shadows), len(values)))
+    with tf.name_scope(name or "fused_update") as scope:
+        one_minus_decay = tf.convert_to_tensor(one_minus_decay, dtype=tf.float32, name="one_minus_decay")
+        values = [
+            v if isinstance(v, tf.Variable) else tf.convert_to_tensor(v, dtype_hint=s.dtype.base_dtype)
+            for s, v in zip(shadows, values)
+        ]
+        count: Dict = {}
+        for s in shadows:
+            count[s.ref()] = count.get(s.ref(), 0) + 1
+        # TF1 parity: a shadow that is also a value here is read before any shadow is written.
+        diffs = read_before_writes(shadows, values, count) if read_first is None else dict(read_first)
+        with tf.control_dependencies([d.op for d in diffs.values()]):
+            eligible = [i for i, s in enumerate(shadows) if count[s.ref()] == 1 and i not in diffs]
+            updates, rest = _update_op.fused_ops(shadows, values, one_minus_decay, eligible)
+            rest = sorted(set(rest) | (set(range(len(shadows))) - set(eligible)))
+            ops = _FastOps(_v1.get_default_graph()) if update_blocker() is None else _PUBLIC
+            casts: Dict = {}
+            for i in rest:
+                dtype = shadows[i].dtype.base_dtype
+                if dtype not in casts:
+                    # TF1 parity: `1 - decay` is computed in float32 and only then cast.
+                    casts[dtype] = one_minus_decay if dtype == tf.float32 else tf.cast(one_minus_decay, dtype)
+                update = _update_pair(ops, shadows[i], values[i], casts[dtype], None, diff=diffs.get(i))
+                updates.append(update if isinstance(update, tf.Operation) else update.op)
+            return tf.group(*updates, name=scope)
+
+
+def build_updates(pairs: Sequence[Pair], fast: bool = True) -> List:
+    """The update ops of ``pairs``, as TF1's ``apply()`` builds them: the one update builder.
+
+    Every pair is updated by ``_update_pair``. Where ``fast`` and
+    ``update_blocker()`` allow it and the pair has no opt-in feature, it is
+    built with ``_FastOps`` and ``1 - decay`` is computed once per decay and
+    dtype; plain pairs with a float32 decay go to ``plain_updates`` (the fused
+    op), one call per decay. Every other pair is built by ``public_update``: TF1's graph,
+    strategies and functions included. All values are TF1's bit for bit.
+
+    Args:
+      pairs: the updates, in order.
+      fast: whether the fast route may be used (False: TF1_EMA_FAST=0).
+
+    Returns:
+      The update ops; group them to get TF1's update op.
+
+    Raises:
+      ValueError: TF1's error for a pair whose shadow, value and decay are
+        not in one graph, once the pairs before it are built.
     """
     graph = _v1.get_default_graph()
-    decays = list(decay) if isinstance(decay, (list, tuple)) else [decay] * len(shadows)
-    zero_debias = list(zero_debias) or [False] * len(shadows)
-    one_minus_decay = {}  # (decay, dtype) -> tensor
-    ones = {}  # dtype -> constant 1, for debiasing
-    debiaser = None
+    fast = fast and update_blocker() is None
     updates = []
-    for shadow, value, decay, debias in zip(shadows, values, decays, zero_debias):
-        dtype = shadow.dtype.base_dtype
-        key = decay.ref() if isinstance(decay, tf.Tensor) else decay
-        if (key, None) not in one_minus_decay:
-            # TF1 parity: 1 - decay in decay's dtype (float32 for a Python float), only then cast.
-            one_minus_decay[key, None] = tf.convert_to_tensor(1.0 - decay)
-        if (key, dtype) not in one_minus_decay:
-            base = one_minus_decay[key, None]
-            one_minus_decay[key, dtype] = base if base.dtype == dtype else tf.cast(base, dtype)
-        k = one_minus_decay[key, dtype]
-        with graph.name_scope("AssignMovingAvg") as scope:
-            if debias:
-                debiaser = debiaser or _Debiaser(graph)
-                if dtype not in ones:
-                    ones[dtype] = tf.constant(1, dtype=dtype)
-                updates.append(_debiased_update(graph, debiaser, shadow, value, k, ones[dtype], scope))
-                continue
-            t = _type_attr(dtype)
-            diff = _op(graph, "Sub", [_read(graph, shadow), _read(graph, value)], [dtype], T=t).outputs[0]
-            delta = _op(graph, "Mul", [diff, k], [dtype], T=t).outputs[0]
-            if _tf_internal.is_ref_variable(shadow):
-                ref = _tf_internal.variable_ref(shadow)
-                updates.append(_ref_op(graph, "AssignSub", [ref, delta], [ref.dtype], name=scope, T=t))
-            else:
-                updates.append(_op(graph, "AssignSubVariableOp", [shadow.handle, delta], [], dtype=t))
+    plain: Dict[Any, Tuple[Any, List, List]] = {}  # decay key -> (decay, shadows, values)
+    one_by_one = []
+    mixed_graphs = None
+    for pair in pairs:
+        shadow = pair.shadow
+        if not fast or pair.beyond_tf1 or (pair.debias and not shadow.shape.is_fully_defined()):
+            # TF1 parity: a debiased shadow of unknown shape fails in get_variable, with TF1's error.
+            updates.append(public_update(pair))
+            continue
+        try:
+            _tf_internal.check_same_graph(shadow, pair.value, pair.decay)
+        except ValueError as e:
+            mixed_graphs = e
+            break
+        if pair.debias or getattr(pair.decay, "dtype", tf.float32) != tf.float32:
+            # The fused op takes 1 - decay in float32; TF1 subtracts in decay's dtype.
+            one_by_one.append(pair)
+        else:
+            key = pair.decay.ref() if isinstance(pair.decay, tf.Tensor) else pair.decay
+            plain.setdefault(key, (pair.decay, [], []))
+            plain[key][1].append(shadow)
+            plain[key][2].append(pair.value)
+    # TF1 parity: a shadow that is also a value of this update (the shadow
+    # of a shadow) is read before any shadow is written, across decays too.
+    written = {s.ref() for _, shadows, _ in plain.values() for s in shadows}
+    read_first = {key: read_before_writes(shadows, values, written) for key, (_, shadows, values) in plain.items()}
+    with tf.control_dependencies([d.op for first in read_first.values() for d in first.values()]):
+        for key, (decay, shadows, values) in plain.items():
+            # TF1 parity: 1 - decay in float32, cast to each shadow's dtype per pair.
+            updates.append(plain_updates(shadows, values, 1.0 - decay, name="AssignMovingAvg", read_first=read_first[key]))
+    if one_by_one:
+        ops = _FastOps(graph)
+        debiaser = _Debiaser(graph, fast=True)
+        one_minus_decay = {}  # (decay, dtype) -> tensor
+        for pair in one_by_one:
+            dtype = pair.shadow.dtype.base_dtype
+            key = pair.decay.ref() if isinstance(pair.decay, tf.Tensor) else pair.decay
+            if (key, dtype) not in one_minus_decay:
+                one_minus_decay[key, dtype] = _one_minus_decay(pair.decay, dtype)
+            k = one_minus_decay[key, dtype]
+            with graph.name_scope("AssignMovingAvg") as scope:
+                debias_variables = debiaser.create(pair.shadow, pair.value, k) if pair.debias else ()
+                updates.append(_update_pair(ops, pair.shadow, pair.value, k, scope, debias_variables))
+    if mixed_graphs is not None:
+        raise mixed_graphs
     return updates
-
-
-def _debiased_update(graph, debiaser, shadow, value, k, one, scope: str):
-    """TF1's ``_zero_debias``: biased -= (biased - value) * k; step += 1; shadow = biased / (1 - (1 - k) ** step).
-
-    ``one`` is a constant 1 of the shadow's dtype, shared: TF1's three
-    constants here (``assign_add(1)``, ``1.0 - k``, ``1 - pow``) all hold it.
-    """
-    biased, local_step = debiaser.create(shadow, value, k)
-    is_ref = _tf_internal.is_ref_variable
-    if any(is_ref(v) for v in (shadow, biased, local_step)):
-        # tf.raw_ops.X is the generated wrapper of op X (gen_*_ops.x), called by keyword.
-        raw = tf.raw_ops
-        delta = raw.Mul(x=raw.Sub(x=_read(graph, biased), y=_read(graph, value)), y=k)
-        if is_ref(biased):
-            biased_update = raw.AssignSub(ref=biased, value=delta)
-        else:
-            biased_update = raw.AssignSubVariableOp(resource=biased.handle, value=delta)
-        if is_ref(local_step):
-            step_update = raw.AssignAdd(ref=local_step, value=one)
-        else:
-            step_update = raw.AssignAddVariableOp(resource=local_step.handle, value=one)
-        step = _read_after(graph, local_step, step_update)
-        bias_factor = raw.Sub(x=one, y=raw.Pow(x=raw.Sub(x=one, y=k), y=step))
-        unbiased = raw.RealDiv(x=_read_after(graph, biased, biased_update), y=bias_factor)
-        if is_ref(shadow):
-            return raw.Assign(ref=shadow, value=unbiased, name=scope).op
-        return raw.AssignVariableOp(resource=shadow.handle, value=unbiased, name=scope)
-    dtype = shadow.dtype.base_dtype
-    t = _type_attr(dtype)
-
-    def binary(op_type, x, y):
-        return _op(graph, op_type, [x, y], [dtype], T=t).outputs[0]
-
-    delta = binary("Mul", binary("Sub", _read(graph, biased), _read(graph, value)), k)
-    biased_update = _op(graph, "AssignSubVariableOp", [biased.handle, delta], [], dtype=t)
-    step_update = _op(graph, "AssignAddVariableOp", [local_step.handle, one], [], dtype=t)
-    step = _read_after(graph, local_step, step_update)
-    bias_factor = binary("Sub", one, binary("Pow", binary("Sub", one, k), step))
-    unbiased = binary("RealDiv", _read_after(graph, biased, biased_update), bias_factor)
-    return _op(graph, "AssignVariableOp", [shadow.handle, unbiased], [], name=scope, dtype=t)

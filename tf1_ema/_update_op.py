@@ -6,7 +6,7 @@ TF1 updates each shadow with three kernels, Sub, Mul and AssignSubVariableOp:
     shadow         -= (shadow - value) * one_minus_decay
 
 which reads and writes the tensor eight times and costs five or six ops per
-variable. ``fused_update`` computes the same thing, rounding exactly where TF1
+variable. ``fused_ops`` computes the same thing, rounding exactly where TF1
 rounds, in one custom op ``Tf1EmaUpdate`` for all the shadows of a device: one
 pass over memory (read shadow, read value, write shadow) and one kernel launch;
 values that are resource variables are read inside the op, by handle, which
@@ -20,14 +20,13 @@ the TensorFlow version and flags, the source and the platform (``python -m
 tf1_ema._update_op`` builds it ahead of time; the key names no compiler, so
 such a library serves a machine without one). A checksum written after the
 library is checked before every load: a damaged file is rebuilt, or skipped.
-When it cannot be had (no compiler, no headers), the update falls back to
-graph ops and one line on stderr says why; ``TF1_EMA_FAST=0`` turns the custom
-op off. The graph path is still cheaper than TF1's on a CPU:
-``ResourceApplyGradientDescent(shadow, k, shadow - value)`` computes shadow -
-(shadow - value) * k with the same roundings in two kernels instead of three.
+When it cannot be had (no compiler, no headers), the update is built from
+TF1's kernels by ``tf1_ema._build`` (the one update recipe) and one line on
+stderr says why; ``TF1_EMA_FAST=0`` turns the custom op off. This module is
+only the op: which pairs reach it is ``tf1_ema._build.plain_updates``'s call.
 
 Only CPU kernels exist: a shadow that may live on a GPU, on a remote job, or
-inside a distribution strategy takes the graph path; so does an update built
+inside a distribution strategy gets TF1's kernels; so does an update built
 inside a function body (``tf.function``), which is serialized apart.
 
 Portability: the op lives only in the running graph. Every GraphDef
@@ -474,11 +473,6 @@ def _reads_by_handle(v) -> bool:
     return _is_plain_resource_variable(v) and _tf_internal.caching_device(v) is None
 
 
-def _is_ref_variable(v) -> bool:
-    """A TF1 ref variable (``use_resource=False``)."""
-    return _tf_internal.use_resource_like(v) is False
-
-
 @functools.lru_cache(maxsize=None)
 def _gpu_present() -> bool:
     """Whether this process sees a GPU (the placer may then put unplaced ops there)."""
@@ -520,40 +514,9 @@ def _fusable_kind(shadow, value, gpu_present: bool) -> Optional[str]:
         return None
     if _is_plain_resource_variable(shadow):
         return "resource"
-    if _is_ref_variable(shadow):
+    if _tf_internal.is_ref_variable(shadow):
         return "ref"
     return None
-
-
-def graph_update(shadow, value, one_minus_decay_cast, delta=None) -> tf.Operation:
-    """One shadow's update on stock ops: shadow -= (shadow - value) * one_minus_decay.
-
-    For a resource variable on this process's CPU this is
-    ``ResourceApplyGradientDescent(shadow, k, shadow - value)``, which computes
-    shadow - k * (shadow - value) with the same roundings as TF1's Sub, Mul,
-    AssignSub, in two kernels; for anything else (a GPU kernel may fuse the
-    multiply-add) it is TF1's own ``assign_sub``.
-
-    Args:
-      shadow: the shadow variable.
-      value: a tensor (or variable) of the shadow's dtype and shape.
-      one_minus_decay_cast: ``1 - decay`` already cast to the shadow's dtype.
-      delta: ``shadow - value`` if already computed (to read the shadow
-        before other updates write the value), else None.
-
-    Returns:
-      The update op.
-    """
-    if delta is None:
-        delta = shadow - value
-    # Only on a CPU: a GPU build of ResourceApplyGradientDescent may fuse the
-    # multiply and the subtract, which rounds once where TF1 rounds twice.
-    if _is_plain_resource_variable(shadow) and not tf.distribute.has_strategy() and _on_local_cpu(shadow, _gpu_present()):
-        return tf.raw_ops.ResourceApplyGradientDescent(
-            var=shadow.handle, alpha=one_minus_decay_cast, delta=delta
-        )
-    update = _v1.assign_sub(shadow, delta * one_minus_decay_cast)
-    return update if isinstance(update, tf.Operation) else update.op
 
 
 def handle_op_name(v) -> Optional[tuple]:
@@ -625,101 +588,44 @@ def _handles_are_var_handle_ops(variables) -> bool:
     )
 
 
-def read_before_writes(shadows: Sequence[tf.Variable], values: Sequence, written) -> Dict[int, tf.Tensor]:
-    """``{i: shadows[i] - values[i]}`` for each pair whose value is a variable in ``written``.
+def fused_ops(shadows: Sequence[tf.Variable], values: Sequence, one_minus_decay, eligible: Sequence[int]):
+    """The fused update ops of the pairs ``eligible`` that the op can take, and the indices it cannot.
 
-    TF1 parity: with the shadow of a shadow in one update (``ema.apply([w,
-    ema.average(w)])`` after ``ema.apply([w])``) TF1's graph reads the old
-    shadow. Computing these differences first, and writing shadows only after
-    them, reads it too.
+    ``tf1_ema._build.plain_updates`` calls this and builds the pairs returned
+    as the rest with TF1's kernels. Shadows on this process's CPU go to one
+    ``Tf1EmaUpdate(ByName)`` op per device (one pass over memory for all of
+    them); ref-variable shadows to one ``Tf1EmaUpdateRef`` op per device. A
+    shape TF1 would broadcast, a GPU/remote/distributed shadow, a dtype other
+    than half/bfloat16/float/double, or any shadow when the op library is
+    unavailable, ``TF1_EMA_FAST=0``, or TensorFlow's graph writer cannot be
+    hooked (see ``to_stock_graph_def``), is left to the rest.
 
     Args:
       shadows: the shadow variables.
-      values: their values, variables or tensors.
-      written: refs (``v.ref()``) of the shadows the update writes.
+      values: tensors or variables, one per shadow.
+      one_minus_decay: ``1 - decay`` as a float32 scalar tensor.
+      eligible: indices of the pairs that may be fused (no shadow twice, no shadow read as a value).
 
     Returns:
-      The differences, by pair index.
+      ``(ops, rest)``: the fused ops and the indices of ``eligible`` they do not update.
     """
-    return {i: s - v for i, (s, v) in enumerate(zip(shadows, values)) if isinstance(v, tf.Variable) and v.ref() in written}
-
-
-def fused_update(
-    shadows: Sequence[tf.Variable],
-    values: Sequence,
-    one_minus_decay,
-    name: Optional[str] = None,
-    read_first: Optional[Dict[int, tf.Tensor]] = None,
-) -> tf.Operation:
-    """Updates every shadow towards its value: shadow -= (shadow - value) * cast(one_minus_decay, dtype).
-
-    The result is bit for bit TF1's per-variable ``assign_sub`` update. Shadows
-    on this process's CPU go to one ``Tf1EmaUpdate`` op per device (one pass
-    over memory for all of them); ref-variable shadows to one
-    ``Tf1EmaUpdateRef`` op per device. A shadow listed more than once, a shape
-    TF1 would broadcast, a GPU/remote/distributed shadow, a dtype other than
-    half/bfloat16/float/double, or any shadow when the op library is
-    unavailable, ``TF1_EMA_FAST=0``, or TensorFlow's graph writer cannot be
-    hooked (see ``to_stock_graph_def``), gets ``graph_update``.
-
-    A pair whose value is itself one of the shadows updated here (the shadow
-    of a shadow) gets ``graph_update`` too, with ``shadow - value`` computed
-    before any shadow is written; ``read_first`` extends that to shadows
-    written by other calls of the same update (see ``read_before_writes``).
-
-    Args:
-      shadows: the shadow variables (half, bfloat16, float or double).
-      values: tensors or variables, one per shadow, same dtype and shape.
-      one_minus_decay: ``1 - decay`` as a float32 scalar (tensor or float).
-      name: name of the returned op; default ``"fused_update"``.
-      read_first: ``read_before_writes`` of these pairs against every shadow
-        the whole update writes, when the caller splits it into several calls
-        (and runs them after those differences); default: against ``shadows``.
-
-    Returns:
-      One op that runs all the updates (a ``NoOp`` grouping them).
-
-    Raises:
-      ValueError: if ``shadows`` and ``values`` differ in length.
-    """
-    shadows = list(shadows)
-    values = list(values)
-    if len(shadows) != len(values):
-        raise ValueError("fused_update: %d shadows but %d values" % (len(shadows), len(values)))
-    with tf.name_scope(name or "fused_update") as scope:
-        one_minus_decay = tf.convert_to_tensor(one_minus_decay, dtype=tf.float32, name="one_minus_decay")
-        values = [
-            v if isinstance(v, tf.Variable) else tf.convert_to_tensor(v, dtype_hint=s.dtype.base_dtype)
-            for s, v in zip(shadows, values)
-        ]
-        count: Dict = {}
-        for s in shadows:
-            count[s.ref()] = count.get(s.ref(), 0) + 1
-        # TF1 parity: a shadow that is also a value here is read before any shadow is written.
-        deltas = read_before_writes(shadows, values, count) if read_first is None else dict(read_first)
-        with tf.control_dependencies([d.op for d in deltas.values()]):
-            return tf.group(*_updates(shadows, values, one_minus_decay, count, deltas), name=scope)
-
-
-def _updates(shadows, values, one_minus_decay, count, deltas) -> List[tf.Operation]:
-    """The update ops of ``fused_update``: fused ops per (kind, device), graph ops for the rest."""
     # A function body is serialized apart from its graph (as a FunctionDef),
     # where to_stock_graph_def does not reach: it gets TensorFlow's ops.
-    fast = fast_path_enabled() and bool(shadows) and not tf.distribute.has_strategy() and not tf.inside_function()
+    fast = fast_path_enabled() and bool(eligible) and not tf.distribute.has_strategy() and not tf.inside_function()
     library = load_library() if fast else None
     if library is not None and not _portable_fused_ops():
         library = None  # a graph with the op could not be written with stock ops
-    gpu_present = _gpu_present() if library is not None else True
+    if library is None:
+        return [], list(eligible)
+    gpu_present = _gpu_present()
     groups: Dict = {}  # (kind, device) -> list of indices
     rest: List[int] = []
-    for i, (s, v) in enumerate(zip(shadows, values)):
-        kind = None
-        if library is not None and count[s.ref()] == 1 and i not in deltas:
-            kind = _fusable_kind(s, v, gpu_present)
+    for i in eligible:
+        kind = _fusable_kind(shadows[i], values[i], gpu_present)
         if kind is None:
             rest.append(i)
         else:
-            groups.setdefault((kind, s.device), []).append(i)
+            groups.setdefault((kind, shadows[i].device), []).append(i)
 
     updates = []
     for (kind, device), idx in groups.items():
@@ -733,19 +639,12 @@ def _updates(shadows, values, one_minus_decay, count, deltas) -> List[tf.Operati
             else:
                 # A ref variable's value is its ref, read by the op: TF1's `read`
                 # snapshot computes nothing, but costs a node in the first run.
-                vals = [_tf_internal.variable_ref(values[i]) if _is_ref_variable(values[i]) else values[i] for i in idx]
-                update = library.tf1_ema_update_ref([shadows[i] for i in idx], vals, one_minus_decay)
+                refs = [_tf_internal.variable_ref(values[i]) if _tf_internal.is_ref_variable(values[i]) else values[i] for i in idx]
+                update = library.tf1_ema_update_ref([shadows[i] for i in idx], refs, one_minus_decay)
             if not tf.executing_eagerly():
                 _fused_graphs.add(_v1.get_default_graph())
             updates.append(update)
-    casts: Dict = {}
-    for i in sorted(rest):
-        dtype = shadows[i].dtype.base_dtype
-        if dtype not in casts:
-            # TF1 parity: `1 - decay` is computed in float32 and only then cast.
-            casts[dtype] = one_minus_decay if dtype == tf.float32 else tf.cast(one_minus_decay, dtype)
-        updates.append(graph_update(shadows[i], values[i], casts[dtype], delta=deltas.get(i)))
-    return updates
+    return updates, rest
 
 
 if __name__ == "__main__":  # python -m tf1_ema._update_op: build ahead of time (images, CI)

@@ -18,12 +18,13 @@ low-precision variables, decay schedules (start step, update period with decay
 compensation, power warm-up, half-life) and per-variable rules. They are
 checked into one frozen value by ``tf1_ema.options`` (which also holds the
 rule matching and the schedule tensors); this module stores that value and
-builds the update ops that use it.
+hands each shadow's update to the builder as a value (``_build.Pair``).
 
-In a TF1 graph ``apply()`` builds its shadows and updates faster than TF1 does
-(``tf1_ema._build``: the same variables, names and initial values with fewer
-ops; ``tf1_ema._update_op``: one fused op updates every plain shadow on a
-device), with the same bits. ``TF1_EMA_FAST=0`` in the environment makes it
+Shadows and updates are built by ``tf1_ema._build``, the one shadow builder
+and update builder of every route. In a TF1 graph it builds them faster than
+TF1 does (the same variables, names and initial values with fewer ops; one
+fused op of ``tf1_ema._update_op`` updates every plain shadow on a device),
+with the same bits. ``TF1_EMA_FAST=0`` in the environment makes it
 build TF1's graph op for op; eager mode, functions and distribution strategies
 always get that graph.
 """
@@ -36,15 +37,13 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import tensorflow as tf
 
 from tf1_ema import _build
-from tf1_ema import _tf_internal
 from tf1_ema import _update_op
 from tf1_ema import options as _options
-from tf1_ema.options import COPY, SHADOW_DTYPES, SKIP, Gates, Options, Policy  # noqa: F401 (SHADOW_DTYPES: re-exported)
+from tf1_ema.options import COPY, SHADOW_DTYPES, SKIP, Options, Policy  # noqa: F401 (SHADOW_DTYPES: re-exported)
 
 _v1 = tf.compat.v1
 
 FLOAT_DTYPES = (tf.bfloat16, tf.float16, tf.float32, tf.float64)
-_VARIABLE_OP_TYPES = _build.VARIABLE_OP_TYPES
 # Marks a decay that was not given (None is a value TF1 accepts until apply()).
 _MISSING = object()
 
@@ -59,18 +58,13 @@ def _strip_output_index(name: str) -> str:
 
 
 def _fast_graph() -> bool:
-    """Whether ``apply()`` builds the fast graph (see ``tf1_ema._build``, ``tf1_ema._update_op``).
+    """Whether ``apply()`` may build the fast graph (see ``tf1_ema._build``, ``tf1_ema._update_op``).
 
-    It does unless ``TF1_EMA_FAST=0``, in eager mode, inside a function, under
-    a distribution strategy or with op callbacks installed; there it builds
-    TF1's graph op for op.
+    It may unless ``TF1_EMA_FAST=0``; ``tf1_ema._build`` then decides per
+    context and variable (eager mode, functions, distribution strategies and
+    op callbacks get TF1's graph op for op).
     """
-    return _update_op.fast_path_enabled() and _build.update_blocker() is None
-
-
-def _name_scope() -> str:
-    """The current name scope, in graph and eager mode alike."""
-    return tf.get_current_name_scope()
+    return _update_op.fast_path_enabled()
 
 
 # ---------------------------------------------------------------------------
@@ -104,274 +98,7 @@ def assign_moving_average(variable, value, decay, zero_debias: bool = True, name
     Returns:
       The updated value of ``variable`` (a tensor, or the assign op's output).
     """
-    with _v1.name_scope(name, "AssignMovingAvg", [variable, value, decay]) as scope:
-        # TF1 parity: `1.0 - decay` happens before the cast, in decay's own dtype.
-        one_minus_decay = tf.convert_to_tensor(1.0 - decay, name="decay")
-        if one_minus_decay.dtype != variable.dtype.base_dtype:
-            one_minus_decay = tf.cast(one_minus_decay, variable.dtype.base_dtype)
-
-        def update_fn(v, value):
-            # TF1 parity: `v - (v - value) * k`, not `decay * v + k * value`;
-            # the two round differently.
-            return _v1.assign_sub(v, (v - value) * one_minus_decay, name=scope)
-
-        def update(strategy, v, value):
-            if zero_debias:
-                return _zero_debias(strategy, v, value, one_minus_decay)
-            return _update(strategy, v, update_fn, args=(value,))
-
-        return _in_cross_replica_context(update, variable, value)
-
-
-def _in_cross_replica_context(update, variable, value):
-    """Calls ``update(strategy, variable, value)`` in cross-replica context.
-
-    In replica context the replicas' values are first averaged (MEAN) onto
-    ``variable``'s devices with ``merge_call``, as TF1 does.
-    """
-    replica_context = tf.distribute.get_replica_context()
-    if replica_context:
-
-        def merge_fn(strategy, v, value):
-            value = strategy.extended.reduce_to(tf.distribute.ReduceOp.MEAN, value, v)
-            return update(strategy, v, value)
-
-        return replica_context.merge_call(merge_fn, args=(variable, value))
-    return update(tf.distribute.get_strategy(), variable, value)
-
-
-def _update(strategy, var, update_fn, args):
-    """Runs ``update_fn(var, *args)`` on every copy of ``var`` (cross-replica context only)."""
-    if not tf.distribute.in_cross_replica_context():
-        raise RuntimeError("tf1_ema internal error: _update needs a cross-replica context")
-    if _tf_internal.update_replica_id() is not None:
-        return update_fn(var, *args)
-    return strategy.extended.update(var, update_fn, args)
-
-
-def _unique_in_scope(name: str) -> str:
-    """``name``, or ``name_1``, ``name_2``... so that it is new in the current variable scope.
-
-    TF1 parity: a second debiased average of the same variable name gets
-    ``biased_1`` / ``local_step_1`` rather than reusing the first one's.
-    """
-    scope = _v1.get_variable_scope()
-    if scope.reuse:
-        return name
-    taken = {v.op.name for v in scope.global_variables()}
-    full_name = scope.name + "/" + name
-    if full_name not in taken:
-        return name
-    idx = 1
-    while full_name + "_%d" % idx in taken:
-        idx += 1
-    return name + "_%d" % idx
-
-
-def _zero_debias(strategy, unbiased_var, value, one_minus_decay, opt_in: bool = False, gates: Optional[Gates] = None):
-    """Assigns the zero-debiased average of ``value`` to ``unbiased_var``.
-
-    biased     <- biased - (biased - value) * one_minus_decay
-    local_step <- local_step + 1
-    unbiased   <- biased / (1 - (1 - one_minus_decay) ** local_step)
-
-    With ``opt_in`` (the features beyond TF1) ``value`` is first cast to the
-    shadow's dtype, and with ``gates`` the three assignments take effect only
-    where ``gates.update_now``; where ``gates.copy_now`` the shadow becomes
-    ``value`` while ``biased`` and ``local_step`` keep their values, as in
-    ``_math.ema_sequence``.
-    """
-    with _v1.variable_scope(_strip_output_index(unbiased_var.name), values=[unbiased_var, value, one_minus_decay]):
-        with tf.init_scope():
-            biased_initializer = _v1.zeros_initializer()
-            local_step_initializer = _v1.zeros_initializer()
-        with strategy.extended.colocate_vars_with(unbiased_var):
-            # TF1 parity: both hidden variables take the shadow's dtype, so a
-            # float16 local_step stops counting at 2048.
-            biased_var = _v1.get_variable(
-                _unique_in_scope("biased"),
-                initializer=biased_initializer,
-                shape=unbiased_var.get_shape(),
-                dtype=unbiased_var.dtype,
-                trainable=False,
-            )
-            local_step = _v1.get_variable(
-                _unique_in_scope("local_step"),
-                shape=[],
-                dtype=unbiased_var.dtype,
-                initializer=local_step_initializer,
-                trainable=False,
-            )
-
-    def update_fn(v, value, biased_var, local_step):
-        update_biased = _v1.assign_sub(biased_var, (biased_var - value) * one_minus_decay)
-        update_local_step = local_step.assign_add(1)
-        bias_factor = 1 - tf.pow(1.0 - one_minus_decay, update_local_step)
-        return _v1.assign(v, update_biased / bias_factor, name=_name_scope() + "/")
-
-    def opt_in_update_fn(v, value, biased_var, local_step):
-        value = _cast_to_dtype_of(value, v)
-        biased = biased_var - (biased_var - value) * one_minus_decay
-        steps = 1
-        if gates is not None:
-            biased = tf.where(gates.update_now, biased, biased_var)
-            steps = tf.cast(gates.update_now, local_step.dtype)
-        update_biased = _v1.assign(biased_var, biased)
-        update_local_step = local_step.assign_add(steps)
-        bias_factor = 1 - tf.pow(1.0 - one_minus_decay, update_local_step)
-        shadow = update_biased / bias_factor
-        if gates is not None:
-            # Before the first update bias_factor is 0 and `shadow` NaN; the
-            # gates never select it then.
-            shadow = gates.select(shadow, v, value)
-        return _v1.assign(v, shadow, name=_here())
-
-    fn = opt_in_update_fn if opt_in else update_fn
-    return _update(strategy, unbiased_var, fn, args=(value, biased_var, local_step))
-
-
-# ---------------------------------------------------------------------------
-# Beyond TF1: the updates tf1_ema.options calls for (wider shadows, schedule gates, copies)
-# ---------------------------------------------------------------------------
-
-
-def _here() -> Optional[str]:
-    """An op name equal to the current name scope (as TF1's ``name=scope``), or None outside any scope.
-
-    Inside ``strategy.extended.update`` the scope is ``.../update_<i>``, so
-    each replica's assign gets its own name.
-    """
-    scope = _name_scope()
-    return scope + "/" if scope else None
-
-
-def _cast_to_dtype_of(value, shadow):
-    """``value`` in the dtype of ``shadow`` (a no-op when they agree)."""
-    if value.dtype.base_dtype == shadow.dtype.base_dtype:
-        return value
-    return tf.cast(value, shadow.dtype.base_dtype)
-
-
-def _assign_scheduled_average(variable, value, decay, zero_debias: bool, gates: Optional[Gates], name=None):
-    """``assign_moving_average`` for the opt-in features: a wider shadow, the schedule's gates.
-
-        one_minus_decay = cast(1 - decay, shadow dtype)                  # float32 first, as in TF1
-        average         = shadow - (shadow - cast(value, shadow dtype)) * one_minus_decay
-        shadow          = gates.select(average, shadow, value)            # or average without gates
-
-    ``average`` rounds exactly as TF1's ``assign_sub`` form. ``value`` is cast
-    on each replica's device, after the cross-replica MEAN.
-    """
-    with _v1.name_scope(name, "AssignMovingAvg", [variable, value, decay]):
-        one_minus_decay = tf.convert_to_tensor(1.0 - decay, name="one_minus_decay")
-        if one_minus_decay.dtype != variable.dtype.base_dtype:
-            one_minus_decay = tf.cast(one_minus_decay, variable.dtype.base_dtype)
-
-        def update_fn(v, value):
-            value = _cast_to_dtype_of(value, v)
-            average = v - (v - value) * one_minus_decay
-            if gates is not None:
-                average = gates.select(average, v, value)
-            return _v1.assign(v, average, name=_here())
-
-        def update(strategy, v, value):
-            if zero_debias:
-                return _zero_debias(strategy, v, value, one_minus_decay, opt_in=True, gates=gates)
-            return _update(strategy, v, update_fn, args=(value,))
-
-        return _in_cross_replica_context(update, variable, value)
-
-
-def _assign_copy(variable, value, name=None):
-    """Sets ``variable`` to ``value`` (cast to its dtype): the update of a ``"copy"`` rule."""
-    with _v1.name_scope(name, "AssignCopy", [variable, value]):
-
-        def update_fn(v, value):
-            return _v1.assign(v, _cast_to_dtype_of(value, v), name=_here())
-
-        def update(strategy, v, value):
-            return _update(strategy, v, update_fn, args=(value,))
-
-        return _in_cross_replica_context(update, variable, value)
-
-
-# ---------------------------------------------------------------------------
-# Shadow variables
-# ---------------------------------------------------------------------------
-
-
-def _slot_variable(primary, initial_value, validate_shape: bool, shape=None, dtype=None):
-    """Creates one shadow of ``primary`` under the current variable scope, as TF1's slot creator does."""
-    scope = _v1.get_variable_scope()
-    # TF1 parity: a partitioner in the user's scope must not split the shadow.
-    partitioner = scope.partitioner
-    scope.set_partitioner(None)
-    try:
-        slot = _v1.get_variable(
-            "",
-            initializer=initial_value,
-            trainable=False,
-            use_resource=_tf_internal.use_resource_like(primary),
-            shape=shape if callable(initial_value) else None,
-            dtype=dtype,
-            validate_shape=validate_shape,
-        )
-    finally:
-        scope.set_partitioner(partitioner)
-    _tf_internal.copy_slice_info(primary, slot)
-    return _tf_internal.copy_xla_sharding(primary, slot)
-
-
-def _create_shadow(primary, name: str, colocate: bool, initial_value, validate_shape: bool, shape=None, dtype=None):
-    """Creates the shadow ``<primary>/<name>`` (uniquified like any variable scope)."""
-    if isinstance(primary, tf.Variable):
-        prefix = _tf_internal.shared_name(primary)
-    else:
-        prefix = primary.op.name
-    with _v1.variable_scope(None, prefix + "/" + name):
-        if colocate:
-            with tf.distribute.get_strategy().extended.colocate_vars_with(primary):
-                return _slot_variable(primary, initial_value, validate_shape, shape, dtype)
-        return _slot_variable(primary, initial_value, validate_shape, shape, dtype)
-
-
-def _shadow_of_variable(var, name: str, dtype=None):
-    """A shadow that starts from the variable's value: its current one if initialized, else its initial one.
-
-    With ``dtype`` (wider than the variable's) the shadow is created in it,
-    from the cast initial value.
-    """
-    with tf.device(var.device):
-        # TF1 parity: a variable that was initialized and changed before
-        # apply() hands its *current* value to the shadow's initializer.
-        initialized_value = _v1.cond(
-            _v1.is_variable_initialized(var), var.read_value, lambda: var.initial_value
-        )
-        if dtype is not None and dtype != var.dtype.base_dtype:
-            initialized_value = tf.cast(initialized_value, dtype)
-    return _create_shadow(
-        var, name, True, initialized_value, validate_shape=initialized_value.get_shape().is_fully_defined()
-    )
-
-
-def _reference_shadow(primary, name: str, dtype=None):
-    """The shadow of a variable or tensor, built by TF1's own route (``get_variable`` in a slot scope)."""
-    if isinstance(primary, tf.Variable):
-        return _shadow_of_variable(primary, name, dtype)
-    return _shadow_of_tensor(primary, name, dtype)
-
-
-def _shadow_of_tensor(tensor, name: str, dtype=None):
-    """A zero-initialized shadow for a tensor (in ``dtype``, default the tensor's), colocated with it only when it reads a variable op."""
-    colocate = tensor.op.type in _VARIABLE_OP_TYPES
-    shape = tensor.get_shape()
-    dtype = tensor.dtype if dtype is None else dtype
-    if shape.is_fully_defined():
-        return _create_shadow(
-            tensor, name, colocate, _v1.zeros_initializer(), validate_shape=True, shape=shape, dtype=dtype
-        )
-    zeros = tf.zeros(tf.shape(tensor), dtype=dtype)
-    return _create_shadow(tensor, name, colocate, zeros, validate_shape=False)
+    return _build.public_update(_build.Pair(variable, value, decay, debias=zero_debias), name)
 
 
 # ---------------------------------------------------------------------------
@@ -598,52 +325,18 @@ class ExponentialMovingAverage:
                     decays[policy.rule] = schedule.decay(decay_t, schedule_tensors)
                 return decays[policy.rule]
 
-            updates = []
-            plain = {}  # fast path: {rule index: (shadows, values)} of TF1's plain update
-            debiased = []  # fast path: (shadow, value, decay) of TF1's debiased update
-            mixed_graphs = None  # fast path: TF1's error for a pair mixing graphs, raised once the pairs before it are built
+            pairs = []
             for var in var_list:
                 policy = self._policies[var.ref()]
                 if policy.action == SKIP:
                     continue
                 avg = self._averages[var.ref()]
                 if policy.action == COPY:
-                    updates.append(_assign_copy(avg, var))
-                    continue
-                zero_debias = avg.ref() in zero_debias_shadows
-                if gates is not None or avg.dtype.base_dtype != var.dtype.base_dtype:
-                    updates.append(_assign_scheduled_average(avg, var, decay_of(policy), zero_debias, gates))
-                elif not fast or (zero_debias and not avg.shape.is_fully_defined()):
-                    # TF1 parity: a debiased shadow of unknown shape fails in get_variable, with TF1's error.
-                    updates.append(assign_moving_average(avg, var, decay_of(policy), zero_debias))
+                    pairs.append(_build.Pair(avg, var, None, copy=True))
                 else:
-                    try:
-                        _tf_internal.check_same_graph(avg, var, decay_of(policy))
-                    except ValueError as e:
-                        mixed_graphs = e
-                        break
-                    if zero_debias:
-                        debiased.append((avg, var, decay_of(policy)))
-                    else:
-                        pair = plain.setdefault(policy.rule, ([], []))
-                        pair[0].append(avg)
-                        pair[1].append(var)
-            # TF1 parity: a shadow that is also a value of this update (the shadow
-            # of a shadow) is read before any shadow is written, across rules too.
-            written = {s.ref() for shadows, _ in plain.values() for s in shadows}
-            read_first = {rule: _update_op.read_before_writes(shadows, values, written)
-                          for rule, (shadows, values) in plain.items()}  # fmt: skip
-            with tf.control_dependencies([d.op for first in read_first.values() for d in first.values()]):
-                for rule, (shadows, values) in plain.items():
-                    # TF1 parity: 1 - decay in float32, cast to each shadow's dtype in the op.
-                    one_minus_decay = 1.0 - decay_of(self._policies[values[0].ref()])
-                    updates.append(_update_op.fused_update(shadows, values, one_minus_decay, name="AssignMovingAvg",
-                                                           read_first=read_first[rule]))  # fmt: skip
-            if debiased:
-                shadows, values, decays_t = zip(*debiased)
-                updates += _build.build_updates(shadows, values, list(decays_t), [True] * len(debiased))
-            if mixed_graphs is not None:
-                raise mixed_graphs
+                    widen = avg.dtype.base_dtype != var.dtype.base_dtype
+                    pairs.append(_build.Pair(avg, var, decay_of(policy), avg.ref() in zero_debias_shadows, gates, widen=widen))
+            updates = _build.build_updates(pairs, fast)
             return tf.group(*updates, name=scope)
 
     def _create_shadows(self, new: List[Tuple[Any, Policy]], fast: bool) -> set:
@@ -653,15 +346,8 @@ class ExponentialMovingAverage:
           The refs of the new shadows to debias (tensors' shadows with ``zero_debias``).
         """
         with tf.init_scope():
-            if fast:
-                shadows = _build.create_shadows(
-                    [var for var, _ in new],
-                    self.name,
-                    fallback=lambda var: _reference_shadow(var, self.name, self.policy(var).shadow_dtype),
-                    dtypes=[policy.shadow_dtype for _, policy in new],
-                )
-            else:
-                shadows = {var.ref(): _reference_shadow(var, self.name, policy.shadow_dtype) for var, policy in new}
+            dtypes = [policy.shadow_dtype for _, policy in new]
+            shadows = _build.create_shadows([var for var, _ in new], self.name, dtypes, fast)
         zero_debias_shadows = set()
         for var, policy in new:
             avg = shadows[var.ref()]

@@ -478,7 +478,12 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
     prefix = _tf_internal.shared_name(primary) if isinstance(primary, tf.Variable) else primary.op.name
     with _v1.variable_scope(None, default_name=prefix + "/" + ema_name) as scope:
         full_name = scope.name + "/"
-        colocation = tf.distribute.get_strategy().extended.colocate_vars_with(primary) if colocate else _no_scope()
+        if not colocate:
+            colocation = _no_scope()
+        elif fast:  # no strategy here: the default strategy's colocate_vars_with, without its overhead
+            colocation = graph.colocate_with(primary.op)
+        else:
+            colocation = tf.distribute.get_strategy().extended.colocate_vars_with(primary)
         with colocation:
             store = _tf_internal.stored_variables() if fast else None
             if not fast or full_name in store:

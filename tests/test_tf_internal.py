@@ -189,8 +189,6 @@ def test_a_missing_internal_blocks_the_fast_path_and_raises_unsupported(monkeypa
         assert _build.scope_blocker(g) == reason
         assert _build.update_blocker() == reason
         with pytest.raises(_tf_internal.Unsupported, match="TF1_EMA_FAST=0"):
-            _tf_internal.stored_variables()
-        with pytest.raises(_tf_internal.Unsupported):
             _tf_internal.create_op(g, "NoOp", [], [])
 
 
@@ -237,16 +235,6 @@ def test_has_variable_creator_only_inside_a_creator_scope(graph):
     assert _tf_internal.has_variable_creator(object()) is True
 
 
-def test_stored_variables_is_get_variables_store(graph):
-    """stored_variables holds what get_variable created, by name, and a name recorded there makes get_variable refuse it."""
-    w = v1.get_variable("w", shape=[2])
-    store = _tf_internal.stored_variables()
-    assert store["w"] is w
-    store["x"] = w
-    with pytest.raises(ValueError, match="already exists"):
-        v1.get_variable("x", shape=[2])
-
-
 def test_fast_subscope_closing_leaves_counts_as_variable_scope_does(graph):
     """Variable-scope names opened and closed under FastSubscopeClosing are those TF gives without it."""
 
@@ -277,13 +265,6 @@ def test_guard_uninitialized_reads_other_variables_through_their_initialized_val
     assert any(op.type == "IsVariableInitialized" for op in graph.get_operations())
 
 
-def test_shadow_sync_agg_trainable_is_get_variables_default_for_a_slot(graph):
-    """shadow_sync_agg_trainable gives AUTO synchronization, no aggregation and not trainable."""
-    assert _tf_internal.shadow_sync_agg_trainable("w/") == (
-        tf.VariableSynchronization.AUTO, v1.VariableAggregation.NONE, False,
-    )
-
-
 def test_create_op_builds_the_op_a_wrapper_builds(graph):
     """create_op makes the same NodeDef as the generated wrapper, with and without explicit input types."""
     x = tf.constant([1.0, 2.0], name="x")
@@ -299,16 +280,6 @@ def test_create_op_builds_the_op_a_wrapper_builds(graph):
         )
 
 
-def test_attr_scope_sets_an_attribute_on_ops_built_inside(graph):
-    """attr_scope gives ops created inside it the attribute (as Variable.__init__'s _class scope does)."""
-    attr = v1.AttrValue(list=v1.AttrValue.ListValue(s=[b"loc:@w"]))
-    with _tf_internal.attr_scope(graph, {"_class": attr}):
-        inside = tf.constant(1.0)
-    outside = tf.constant(2.0)
-    assert list(inside.op.get_attr("_class")) == [b"loc:@w"]
-    assert "_class" not in outside.op.node_def.attr
-
-
 def test_graph_container_is_the_enclosing_container(graph):
     """graph_container is "" by default and the name given to tf.compat.v1.container inside one."""
     assert _tf_internal.graph_container(graph) == ""
@@ -316,29 +287,14 @@ def test_graph_container_is_the_enclosing_container(graph):
         assert _tf_internal.graph_container(graph) == "box"
 
 
-def test_mark_zeros_tensor_tags_as_tf_zeros_does(graph):
-    """mark_zeros_tensor sets the tag tf.zeros sets on its result."""
-    tensor = tf.constant([0.0])
-    _tf_internal.mark_zeros_tensor(tensor)
-    assert tensor._is_zeros_tensor is True  # pylint: disable=protected-access
-    assert getattr(tf.zeros([2]), "_is_zeros_tensor", None) is True
-
-
-def test_ref_dtype_is_the_reference_type():
-    """ref_dtype of float32 is float32_ref, whose base dtype is float32."""
-    assert _tf_internal.ref_dtype(tf.float32).name == "float32_ref"
-    assert _tf_internal.ref_dtype(tf.float32).base_dtype == tf.float32
-
-
 def test_variable_kind_predicates(graph):
-    """is_ref_variable, is_resource_variable_instance, is_plain_variable, is_uncached_resource_variable tell kinds apart."""
+    """is_ref_variable, is_plain_variable, is_uncached_resource_variable tell kinds apart."""
     resource = v1.Variable(1.0, use_resource=True)
     ref = v1.Variable(1.0, use_resource=False)
     with v1.variable_scope("s", caching_device="/cpu:0"):
         cached = v1.get_variable("c", shape=[], use_resource=True)
     tensor = tf.constant(1.0)
     assert [_tf_internal.is_ref_variable(v) for v in (resource, ref, tensor)] == [False, True, False]
-    assert [_tf_internal.is_resource_variable_instance(v) for v in (resource, ref, tensor)] == [True, False, False]
     assert [_tf_internal.is_plain_variable(v) for v in (resource, ref, tensor)] == [True, True, False]
     assert [_tf_internal.is_uncached_resource_variable(v) for v in (resource, ref, cached)] == [True, False, False]
     assert _tf_internal.caching_device(cached) == "/cpu:0" and _tf_internal.caching_device(resource) is None
@@ -356,42 +312,6 @@ def test_save_slice_info_only_for_a_partitioned_part(graph):
     parts = list(v1.get_variable("p", shape=[4], partitioner=v1.fixed_size_partitioner(2)))
     assert _tf_internal.save_slice_info(parts[0]).full_name == "p"
     assert _tf_internal.save_slice_info(v1.Variable(1.0)) is None
-
-
-def _variable_state(variable):
-    """What a slot variable's Python object says about itself (its ops aside)."""
-    return (
-        type(variable), variable.name, variable.trainable, variable.synchronization, variable.aggregation,
-        variable.constraint, variable.dtype, variable.shape.as_list(), variable.initializer.name,
-        variable.op.name, variable.value().op.type,
-        _tf_internal.caching_device(variable), _tf_internal.save_slice_info(variable),
-    )
-
-
-@pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
-def test_variable_from_ops_matches_get_variable(use_resource):
-    """fast _build's variable objects (resource_variable_from_ops / ref_variable_from_ops) say what get_variable's say."""
-    import numpy as np  # pylint: disable=g-import-not-at-top
-
-    from tf1_ema import _build  # pylint: disable=g-import-not-at-top
-
-    states = []
-    for fast in (True, False):
-        with tf.Graph().as_default() as g:
-            if fast:
-                new = _build._new_resource_variable if use_resource else _build._new_ref_variable  # pylint: disable=protected-access
-                variable = new(g, "s/", lambda: tf.constant([1.0, 2.0]), tf.float32)
-            else:
-                with v1.variable_scope("s"):
-                    variable = v1.get_variable(
-                        "", initializer=tf.constant([1.0, 2.0]), trainable=False, use_resource=use_resource
-                    )
-            assert g.get_collection(v1.GraphKeys.GLOBAL_VARIABLES) == [variable]
-            with v1.Session() as sess:
-                sess.run(variable.initializer)
-                np.testing.assert_array_equal(sess.run(variable), [1.0, 2.0])
-            states.append(_variable_state(variable))
-    assert states[0] == states[1]
 
 
 def test_stock_assign_moving_average_is_tensorflows_own():

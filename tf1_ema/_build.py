@@ -6,9 +6,9 @@ for every route: TF1 graphs, eager mode, functions and distribution
 strategies (``public_update``, also behind ``assign_moving_average``), the
 fast TF1 graph (``build_updates``) and the fused op's leftovers
 (``plain_updates``). Naming, scoping, colocation, debias variables and
-``1 - decay`` are written once; what varies is behind one switch, ``fast``:
-the initial-value conditional, the variable constructor, and the op set the
-recipe is written in (``_PublicOps``: TF1's graph op for op; ``_FastOps``:
+``1 - decay`` are written once, and every variable is made by TF1's public
+``get_variable``; what varies is behind one switch, ``fast``: the
+initial-value conditional and the op set the recipe is written in (``_PublicOps``: TF1's graph op for op; ``_FastOps``:
 the same kernels without wrapper overhead), plus the fused op of
 ``tf1_ema._update_op`` for plain pairs.
 
@@ -36,12 +36,11 @@ builds the same variables and the same values with less:
   installed. Fewer nodes matter most in the first
   ``global_variables_initializer()`` run, where Grappler optimizes the whole
   initializer graph node by node;
-* the shadow's name comes from the public ``variable_scope`` TF1 opens, so
-  variable-scope and name-scope uniquification are TF1's own code; the
-  variable is registered in the variable store under TF1's key, so
-  ``get_variable(..., reuse=True)`` finds it as in TF1; its ops are the ones
-  ``Variable.__init__`` creates (names, attributes, devices, colocation),
-  wrapped in the same Python class, without that constructor's overhead;
+* the shadow itself is made as TF1's slot creator makes it, by
+  ``get_variable("")`` in the variable scope TF1 opens (names, variable
+  store, attributes and colocation are TF1's own code's); only variable
+  scopes close their sub-scopes by bisection instead of a scan per shadow
+  (``_tf_internal.FastSubscopeClosing``), which keeps ``apply()`` linear;
 * ``one_minus_decay`` is computed once per decay and dtype, and each update
   is the kernels TF1 runs on the same inputs (``Sub``, ``Mul``,
   ``AssignSub``; TF1's debiasing ops), so every bit matches; debias variables
@@ -59,10 +58,8 @@ value, name of a variable or checkpoint:
   above, not TF1's ``If`` with two functions per
   variable (v2 control flow) or v1 ``cond`` with a ``CondContext``: the graph
   has at most two library functions per dtype instead of two per variable, no
-  ``cond_context`` entries, and under v1
-  control flow TF1's guard rewrite is applied to the variable's initial value
-  only, not to the branch reading the variable itself (a rewrite that changes
-  no value but adds a second conditional per variable);
+  ``cond_context`` entries (under v1 control flow ``get_variable`` still
+  guards a ref variable's branches with a v1 cond, as it guards TF1's);
 * the update shares ``one_minus_decay`` (and, debiasing, the constant 1)
   and leaves out TF1's unread read-after-write, so ops inside each
   ``AssignMovingAvg`` scope have other names (the scopes and the grouped op
@@ -77,8 +74,8 @@ initializer, its read), the conditional, and TF's Grappler, which
 every first ``session.run`` spends time on per node; see
 benchmarks/bench_first_step.py.
 
-The TensorFlow internals this needs (variable classes, the variable store,
-attribute scopes, op creation without generated wrappers) are named helpers
+The TensorFlow internals this needs (variable kinds, variable-scope counts,
+op creation without generated wrappers) are named helpers
 of ``tf1_ema._tf_internal``; where one is missing, ``scope_blocker`` and
 ``update_blocker`` say so and everything is built with ``fast`` off.
 tests/test_build.py checks what is built here against TF1, variable
@@ -153,123 +150,6 @@ def _identity(graph, tensor, name: str):
 def _read_op(graph, handle, dtype):
     """``ReadVariableOp(handle)``."""
     return _op(graph, "ReadVariableOp", [handle], [dtype], dtype=_type_attr(dtype)).outputs[0]
-
-
-@functools.lru_cache(maxsize=None)
-def _zeros_value(shape: Tuple[int, ...], dtype) -> _v1.AttrValue:
-    """The ``value`` attribute of ``tf.zeros(shape, dtype)``'s ``Const``."""
-    return _v1.AttrValue(tensor=tf.make_tensor_proto(0, dtype=dtype, shape=shape))
-
-
-def _zeros_initializer(graph, shape, dtype):
-    """get_variable's zeros initializer bound to ``shape`` and ``dtype``, as a no-argument callable.
-
-    It makes the ops ``tf.zeros(shape, dtype)`` makes; below TF's 1000-element
-    threshold that is one ``Const``, built here from a cached value.
-    """
-    shape, t = tuple(shape.as_list()), _type_attr(dtype)
-    if tf.TensorShape(shape).num_elements() >= 1000 or _tf_internal.op_callbacks_active():
-        return functools.partial(_v1.zeros_initializer(), list(shape), dtype=dtype, partition_info=None)
-
-    def zeros():
-        with graph.name_scope("zeros") as name:
-            value = _op(graph, "Const", [], [dtype], name=name, value=_zeros_value(shape, dtype), dtype=t)
-        tensor = value.outputs[0]
-        _tf_internal.mark_zeros_tensor(tensor)  # TF1 parity: tf.zeros tags it
-        return tensor
-
-    return zeros
-
-
-def _class_attr_scope(graph, name: str):
-    """The ``_class`` attribute scope ``Variable.__init__`` opens around its initial value."""
-    attr = _v1.AttrValue(list=_v1.AttrValue.ListValue(s=[("loc:@%s" % name).encode()]))
-    return _tf_internal.attr_scope(graph, {"_class": attr})
-
-
-def _call_initializer(graph, initial_value, dtype):
-    """Calls a callable initial value as ``Variable.__init__`` does (a tensor passes through)."""
-    with graph.name_scope("Initializer"), graph.device(None):
-        if callable(initial_value):
-            initial_value = initial_value()
-        return tf.convert_to_tensor(initial_value, name="initial_value", dtype=dtype)
-
-
-def _new_resource_variable(graph, name: str, initial_value, dtype):
-    """A ``ResourceVariable`` exactly as ``Variable.__init__(initial_value, name=name)`` makes it.
-
-    ``name`` is the ``name`` argument (``"a/b/"`` is taken as is, ``"a/b"``
-    made unique), ``initial_value`` a tensor or a callable. The ops, their
-    names, devices and colocation are those of ``ResourceVariable.
-    _init_from_args``; only its Python overhead is skipped, and its guard
-    against uninitialized dependencies, which the callers apply where it can
-    change a value (see ``_initialized_value``).
-    """
-    container = _tf_internal.graph_container(graph)
-    t = _type_attr(dtype)
-    # TF1 parity: Variable.__init__ lifts into init_scope, which also restores
-    # the device scope that an enclosing colocate_with cleared.
-    with tf.init_scope(), graph.name_scope(name) as name:
-        handle_name = name[:-1]
-        with _class_attr_scope(graph, handle_name):
-            initial_value = _call_initializer(graph, initial_value, dtype)
-            shape = initial_value.shape
-            handle = _op(
-                graph,
-                "VarHandleOp",
-                [],
-                [tf.resource],
-                name=name,
-                dtype=t,
-                shape=_attr(shape=shape.as_proto()),
-                shared_name=_attr(s=handle_name.encode()),
-                debug_name=_attr(s=name.encode()),
-                container=_attr(s=container.encode()),
-            ).outputs[0]
-        with graph.name_scope("IsInitialized"):
-            is_initialized = _op(graph, "VarIsInitializedOp", [handle], [tf.bool]).outputs[0]
-        no_colocation = graph.colocate_with(None, ignore_existing=True)
-        with graph.name_scope("Assign") as assign_name, no_colocation, graph.device(handle.device):
-            initializer = _op(graph, "AssignVariableOp", [handle, initial_value], [], name=assign_name, dtype=t)
-        with graph.name_scope("Read"), graph.device(handle.device):
-            read = _read_op(graph, handle, dtype)
-    return _tf_internal.resource_variable_from_ops(
-        graph, name, handle_name, handle, read, initial_value, initializer, is_initialized, shape, dtype
-    )
-
-
-def _new_ref_variable(graph, name: str, initial_value, dtype):
-    """A ``RefVariable`` exactly as ``Variable.__init__(initial_value, name=name)`` makes it.
-
-    As ``_new_resource_variable``, for ``RefVariable._init_from_args``.
-    """
-    shadow_name = name
-    t = _type_attr(dtype)
-
-    def variable_op():
-        return _op(
-            graph,
-            "VariableV2",
-            [],
-            [_tf_internal.ref_dtype(dtype)],
-            name=name,
-            shape=_attr(shape=initial_value.shape.as_proto()),
-            dtype=t,
-            container=_attr(s=b""),
-            shared_name=_attr(s=b""),
-        ).outputs[0]
-
-    with tf.init_scope(), graph.name_scope(name) as name:  # TF1 parity: as in _new_resource_variable
-        if callable(initial_value):
-            with _class_attr_scope(graph, name[:-1]):
-                initial_value = _call_initializer(graph, initial_value, dtype)
-                ref = variable_op()
-        else:
-            ref = variable_op()
-        initializer_op = _ref_op(graph, "Assign", [ref, initial_value], [ref.dtype], T=t, validate_shape=_attr(b=True))
-        with graph.colocate_with(ref.op):
-            snapshot = _identity(graph, ref, "read")
-    return _tf_internal.ref_variable_from_ops(graph, shadow_name, ref, initial_value, initializer_op, snapshot)
 
 
 def _is_plain_variable(v) -> bool:
@@ -394,16 +274,16 @@ def _initialized_value(graph, var, ema_name: str):
     (``VarIsInitializedOp``/``IsVariableInitialized`` and ``cond``).
     """
     initial_value = var.initial_value
-    if not _v1.control_flow_v2_enabled():
-        # TF1 parity: Variable.__init__ walks TF1's v1 Merge into the initial
-        # value and reads other ref variables there through their initialized
-        # values (a v2 If stops that walk). The walk's rewrite of the branch
-        # that reads `var` itself changes no value, so only this one is kept.
-        guard_prefix = _tf_internal.shared_name(var) + "/" + ema_name + "/"
-        initial_value = _tf_internal.guard_uninitialized(guard_prefix, initial_value)
     dtype = var.dtype.base_dtype
     t = _type_attr(dtype)
     is_ref = _tf_internal.is_ref_variable(var)
+    if not is_ref and not _v1.control_flow_v2_enabled():
+        # TF1 parity: Variable.__init__ walks TF1's v1 Merge into the initial
+        # value and reads other ref variables there through their initialized
+        # values. It stops at an If, so the initial value inside ours is
+        # guarded here; our RefSwitch/Merge it walks itself, as TF1's.
+        guard_prefix = _tf_internal.shared_name(var) + "/" + ema_name + "/"
+        initial_value = _tf_internal.guard_uninitialized(guard_prefix, initial_value)
     if is_ref:
         ref = _tf_internal.variable_ref(var)
         with graph.device(var.device):
@@ -468,16 +348,13 @@ def _slot_variable(primary, initial_value, validate_shape: bool, shape=None, dty
 def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value, fast: bool, shape=None, dtype=None):
     """Creates the shadow ``<primary>/<ema_name>`` (made unique as TF1's slot scopes make it).
 
-    The name, the variable scope and the colocation are TF1's in both
-    variants. ``fast`` constructs the variable's ops directly
-    (``_new_resource_variable``/``_new_ref_variable``, registered in the
-    variable store under TF1's key); otherwise, or when the name is taken,
-    ``get_variable`` makes it as TF1 does (and raises TF1's error).
-    ``initial_value`` is a tensor or, with ``shape`` and ``dtype``, a callable.
+    TF1's slot creator: ``get_variable("")`` in a variable scope named after
+    the primary, colocated with it. ``initial_value`` is a tensor or, with
+    ``shape`` and ``dtype``, an initializer. ``fast`` only says that no
+    distribution strategy is active, so the colocation is the graph's own.
     """
     prefix = _tf_internal.shared_name(primary) if isinstance(primary, tf.Variable) else primary.op.name
-    with _v1.variable_scope(None, default_name=prefix + "/" + ema_name) as scope:
-        full_name = scope.name + "/"
+    with _v1.variable_scope(None, default_name=prefix + "/" + ema_name):
         if not colocate:
             colocation = _no_scope()
         elif fast:  # no strategy here: the default strategy's colocate_vars_with, without its overhead
@@ -485,24 +362,8 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
         else:
             colocation = tf.distribute.get_strategy().extended.colocate_vars_with(primary)
         with colocation:
-            store = _tf_internal.stored_variables() if fast else None
-            if not fast or full_name in store:
-                # TF1 parity: a scope count that a closed parent scope reset gives a
-                # taken name; get_variable raises "already exists" then, as in TF1.
-                validate_shape = shape is not None or initial_value.get_shape().is_fully_defined()
-                return _slot_variable(primary, initial_value, validate_shape, shape, dtype)
-            if isinstance(primary, tf.Variable):
-                use_resource = _tf_internal.is_resource_variable_instance(primary)
-            else:
-                use_resource = _v1.get_variable_scope().use_resource
-                if use_resource is None:
-                    use_resource = _v1.resource_variables_enabled()
-            new_variable = _new_resource_variable if use_resource else _new_ref_variable
-            dtype = initial_value.dtype.base_dtype if dtype is None else dtype
-            with graph.name_scope(None):
-                shadow = new_variable(graph, full_name, initial_value, dtype)
-            store[full_name] = shadow
-    return shadow
+            validate_shape = shape is not None or initial_value.get_shape().is_fully_defined()
+            return _slot_variable(primary, initial_value, validate_shape, shape, dtype)
 
 
 def _no_scope():
@@ -532,9 +393,7 @@ def _shadow_of_tensor(graph, tensor, ema_name: str, dtype, fast: bool):
     if not shape.is_fully_defined():
         zeros = tf.zeros(tf.shape(tensor), dtype=dtype)
         return _create_shadow(graph, tensor, ema_name, colocate, zeros, fast=False)
-    # TF1 parity: get_variable's zeros_initializer; the fast one builds the same Const.
-    zeros = _zeros_initializer(graph, shape, dtype) if fast else _v1.zeros_initializer()
-    return _create_shadow(graph, tensor, ema_name, colocate, zeros, fast, shape=shape, dtype=dtype)
+    return _create_shadow(graph, tensor, ema_name, colocate, _v1.zeros_initializer(), fast, shape=shape, dtype=dtype)
 
 
 def create_shadows(var_list: Iterable, ema_name: str, dtypes: Optional[Sequence] = None, fast: bool = True) -> Dict[Any, Any]:
@@ -814,14 +673,6 @@ def _read(graph, variable):
     return variable
 
 
-def _plain_scope(scope, graph) -> bool:
-    """True if ``get_variable`` in ``scope`` does nothing beyond creating a variable."""
-    if scope.reuse or scope.partitioner is not None or _tf_internal.has_variable_creator(graph):
-        return False
-    customizations = ("custom_getter", "regularizer", "constraint", "caching_device")
-    return all(getattr(scope, what) is None for what in customizations)
-
-
 class _Debiaser:
     """Creates TF1's ``biased``/``local_step`` pair of a debiased shadow, without rescanning the graph.
 
@@ -856,23 +707,10 @@ class _Debiaser:
             idx += 1
         return "%s_%d" % (name, idx)
 
-    def _get_variable(self, scope, name: str, shape, dtype):
-        """``get_variable(name, shape, dtype, zeros, trainable=False)`` in ``scope``: TF1's variable."""
-        full_name = scope.name + "/" + name
-        store = _tf_internal.stored_variables() if self._fast else None
-        if not self._fast or full_name in store or not _plain_scope(scope, self._graph):
-            zeros = _v1.zeros_initializer()
-            variable = _v1.get_variable(name, shape=shape, dtype=dtype, initializer=zeros, trainable=False)
-        else:
-            use_resource = scope.use_resource
-            if use_resource is None:
-                use_resource = _v1.resource_variables_enabled()
-            new_variable = _new_resource_variable if use_resource else _new_ref_variable
-            dtype = dtype.base_dtype
-            initial_value = _zeros_initializer(self._graph, shape, dtype)
-            with self._graph.name_scope(None):
-                variable = new_variable(self._graph, full_name, initial_value, dtype)
-            store[full_name] = variable
+    def _get_variable(self, name: str, shape, dtype):
+        """``get_variable(name, shape, dtype, zeros, trainable=False)`` in the current scope: TF1's variable."""
+        zeros = _v1.zeros_initializer()
+        variable = _v1.get_variable(name, shape=shape, dtype=dtype, initializer=zeros, trainable=False)
         if self._fast:
             self._taken.add(variable.op.name)
         return variable
@@ -888,8 +726,8 @@ class _Debiaser:
                 place = (strategy or tf.distribute.get_strategy()).extended.colocate_vars_with(shadow)
             with place:
                 # TF1 parity: both take the shadow's dtype, so a float16 local_step stops counting at 2048.
-                biased = self._get_variable(scope, self._unique(scope, "biased"), shadow.get_shape(), shadow.dtype)
-                local_step = self._get_variable(scope, self._unique(scope, "local_step"), tf.TensorShape([]), shadow.dtype)
+                biased = self._get_variable(self._unique(scope, "biased"), shadow.get_shape(), shadow.dtype)
+                local_step = self._get_variable(self._unique(scope, "local_step"), tf.TensorShape([]), shadow.dtype)
         return biased, local_step
 
 

@@ -16,19 +16,16 @@ What it holds:
 - the reference: ``stock_assign_moving_average`` (``tf1-ema run --reference``);
 - portable serialization: ``install_graph_def_rewriter`` (a hook on
   ``Graph._as_graph_def``);
-- the fast construction of ``tf1_ema._build`` and ``tf1_ema._update_op``:
+- the fast graph of ``tf1_ema._build`` and ``tf1_ema._update_op``:
   ``fast_build_blocker`` and ``Unsupported`` (the fallback: a TensorFlow
-  missing any internal below builds everything the reference way), the
-  variable store (``stored_variables``, ``variable_scope_store``,
-  ``FastSubscopeClosing``), context checks (``op_callbacks_active``,
-  ``has_variable_creator``), op creation (``create_op``, ``attr_scope``,
-  ``graph_container``, ``mark_zeros_tensor``, ``ref_dtype``), initial values
-  (``guard_uninitialized``), variable kinds (``is_ref_variable``,
-  ``is_resource_variable_instance``, ``is_plain_variable``,
-  ``is_uncached_resource_variable``, ``caching_device``, ``variable_ref``,
-  ``save_slice_info``) and variable objects around prebuilt ops
-  (``shadow_sync_agg_trainable``, ``resource_variable_from_ops``,
-  ``ref_variable_from_ops``).
+  missing any internal below builds everything TF1's way), variable scopes
+  (``variable_scope_store``, ``FastSubscopeClosing``), context checks
+  (``op_callbacks_active``, ``has_variable_creator``), op creation
+  (``create_op``, ``graph_container``), initial values
+  (``guard_uninitialized``) and variable kinds (``is_ref_variable``,
+  ``is_plain_variable``, ``is_uncached_resource_variable``,
+  ``caching_device``, ``variable_ref``, ``save_slice_info``). Variables
+  themselves are always made by ``get_variable``.
 
 No other module of tf1_ema imports ``tensorflow.python`` or reads a private
 attribute of a TensorFlow object, except ``tf1_ema.v1``, whose
@@ -39,7 +36,6 @@ from __future__ import annotations
 
 import bisect
 import threading
-import weakref
 
 import tensorflow as tf
 
@@ -287,14 +283,10 @@ except ImportError as exc:  # pragma: no cover - only on a TensorFlow that moved
 # Every internal the helpers below touch on a class or module, checked once.
 _FAST_REQUIREMENTS = (
     ("ops.Graph._create_op_internal", lambda: _ops.Graph._create_op_internal),
-    ("ops.Graph._attr_scope", lambda: _ops.Graph._attr_scope),
     ("ops.Graph._container", lambda: _ops.Graph()._container),
-    ("ops.Graph._graph_key", lambda: _ops.Graph()._graph_key),
     ("ops.Graph._variable_creator_stack", lambda: _ops.Graph()._variable_creator_stack),
     ("op_callbacks.should_invoke_op_callbacks", lambda: _op_callbacks.should_invoke_op_callbacks),
-    ("variable_scope._get_default_variable_store", lambda: _vs._get_default_variable_store),
     ("variable_scope.get_variable_scope_store", lambda: _vs.get_variable_scope_store),
-    ("_VariableStore._vars", lambda: _vs._VariableStore()._vars),
     (
         "_VariableScopeStore.close_variable_subscopes",
         lambda: _vs._VariableScopeStore.close_variable_subscopes,
@@ -304,13 +296,7 @@ _FAST_REQUIREMENTS = (
         "variables._try_guard_against_uninitialized_dependencies",
         lambda: _variables._try_guard_against_uninitialized_dependencies,
     ),
-    (
-        "variables.validate_synchronization_aggregation_trainable",
-        lambda: _variables.validate_synchronization_aggregation_trainable,
-    ),
-    ("resource_variable_ops.BaseResourceVariable.__init__", lambda: _rv.BaseResourceVariable.__init__),
     ("RefVariable._ref", lambda: _ref_variable.RefVariable._ref),
-    ("DType._as_ref", lambda: tf.float32._as_ref),
 )
 _fast_blocker_state: dict = {}
 
@@ -364,17 +350,6 @@ def has_variable_creator(graph) -> bool:
     if stack is None:
         return True
     return bool(stack)
-
-
-def stored_variables() -> dict:
-    """The default ``_VariableStore``'s ``{name: variable}`` dict (mutable) that ``get_variable`` consults.
-
-    TF1 parity: a shadow built fast is recorded there under the name TF1's
-    ``get_variable`` would record it, so a later ``get_variable`` of that
-    name raises "already exists" as in TF1.
-    """
-    _require_fast()
-    return _vs._get_default_variable_store()._vars  # pylint: disable=protected-access
 
 
 def variable_scope_store():
@@ -441,14 +416,6 @@ def guard_uninitialized(name: str, value):
     return _variables._try_guard_against_uninitialized_dependencies(name, value)  # pylint: disable=protected-access
 
 
-def shadow_sync_agg_trainable(name: str):
-    """The (synchronization, aggregation, trainable) ``get_variable`` gives a shadow named ``name``."""
-    _require_fast()
-    return _variables.validate_synchronization_aggregation_trainable(
-        tf.VariableSynchronization.AUTO, tf.compat.v1.VariableAggregation.NONE, False, name
-    )
-
-
 def create_op(graph, op_type: str, inputs, out_dtypes, name=None, input_types=None, attrs=None):
     """``graph.create_op`` without its deprecation wrapper: the op exactly as a generated wrapper makes it.
 
@@ -463,37 +430,15 @@ def create_op(graph, op_type: str, inputs, out_dtypes, name=None, input_types=No
     return graph._create_op_internal(op_type, list(inputs), list(out_dtypes), name=name, attrs=attrs, **kwargs)
 
 
-def attr_scope(graph, attrs: dict):
-    """``Graph._attr_scope(attrs)``: the private attribute scope ``Variable.__init__`` opens (``_class``)."""
-    _require_fast()
-    return graph._attr_scope(attrs)  # pylint: disable=protected-access
-
-
 def graph_container(graph) -> str:
     """The container ``tf.compat.v1.container`` set on ``graph`` ("" outside one); no public reader."""
     _require_fast()
     return graph._container or ""  # pylint: disable=protected-access
 
 
-def mark_zeros_tensor(tensor) -> None:
-    """Tags ``tensor`` as ``tf.zeros`` tags its result (``_is_zeros_tensor``), which later ops consult."""
-    tensor._is_zeros_tensor = True  # pylint: disable=protected-access
-
-
-def ref_dtype(dtype):
-    """The reference dtype of ``dtype`` (``float32_ref``): a ``VariableV2`` op's output type."""
-    _require_fast()
-    return tf.as_dtype(dtype)._as_ref  # pylint: disable=protected-access
-
-
 def is_ref_variable(v) -> bool:
     """True for a TF1 ref variable (``RefVariable`` or a subclass); the class has no public name."""
     return isinstance(v, _ref_variable.RefVariable)
-
-
-def is_resource_variable_instance(v) -> bool:
-    """True for a ``ResourceVariable`` (or subclass), not for things that only act as one."""
-    return _rv is not None and isinstance(v, _rv.ResourceVariable)
 
 
 def is_plain_variable(v) -> bool:
@@ -523,75 +468,3 @@ def variable_ref(variable):
 def save_slice_info(variable):
     """The save-slice info of a partitioned variable's part, else None."""
     return getattr(variable, "_save_slice_info", None)
-
-
-def resource_variable_from_ops(
-    graph, name: str, handle_name: str, handle, read, initial_value, initializer, is_initialized, shape, dtype
-):
-    """A ``ResourceVariable`` around ops built as ``ResourceVariable._init_from_args`` builds them.
-
-    TF1 parity: the Python object is the one ``get_variable`` makes for a
-    shadow (non-trainable, AUTO synchronization, no constraint), through
-    ``BaseResourceVariable.__init__`` as ``_init_from_args`` calls it; only
-    the op construction (done by the caller) is skipped. Adds the variable
-    to ``GLOBAL_VARIABLES``.
-    """
-    _require_fast()
-    variable = object.__new__(_rv.ResourceVariable)
-    synchronization, aggregation, trainable = shadow_sync_agg_trainable(name)
-    handle._parent_trackable = weakref.ref(variable)  # pylint: disable=protected-access
-    handle._name = handle_name + ":0"  # pylint: disable=protected-access
-    handle._unique_id = handle_name  # pylint: disable=protected-access
-    _rv.BaseResourceVariable.__init__(
-        variable,
-        trainable=trainable,
-        shape=shape,
-        dtype=dtype,
-        handle=handle,
-        synchronization=synchronization,
-        constraint=None,
-        aggregation=aggregation,
-        distribute_strategy=None,
-        name=name,
-        unique_id=handle_name,
-        handle_name=handle_name,
-        graph_element=read,
-        initial_value=initial_value,
-        initializer_op=initializer,
-        is_initialized_op=is_initialized,
-        cached_value=None,
-        caching_device=None,
-        validate_shape=True,
-        in_graph_mode=True,
-    )
-    graph.add_to_collections([tf.compat.v1.GraphKeys.GLOBAL_VARIABLES], variable)
-    return variable
-
-
-def ref_variable_from_ops(graph, name: str, ref, initial_value, initializer_op, snapshot):
-    """A ``RefVariable`` around ops built as ``RefVariable._init_from_args`` builds them.
-
-    TF1 parity: the attributes are those ``_init_from_args`` sets for a
-    shadow (non-trainable, no caching device, constraint or slice info). Adds
-    the variable to ``GLOBAL_VARIABLES``.
-    """
-    _require_fast()
-    variable = object.__new__(_ref_variable.RefVariable)
-    # pylint: disable=protected-access
-    variable._in_graph_mode = True
-    variable._graph_key = graph._graph_key
-    synchronization, aggregation, trainable = shadow_sync_agg_trainable(name)
-    variable._synchronization = synchronization
-    variable._aggregation = aggregation
-    variable._trainable = trainable
-    variable._initial_value = initial_value
-    variable._variable = ref
-    variable._name = ref.name
-    variable._initializer_op = initializer_op
-    variable._snapshot = snapshot
-    graph.add_to_collections([tf.compat.v1.GraphKeys.GLOBAL_VARIABLES], variable)
-    variable._caching_device = None
-    variable._save_slice_info = None
-    variable._constraint = None
-    # pylint: enable=protected-access
-    return variable

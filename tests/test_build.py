@@ -870,3 +870,19 @@ def test_every_route_builds_with_the_one_shadow_builder_and_update_recipe(route,
         monkeypatch.setenv(_update_op.FAST_ENV, "0")
     expected = _route(route)
     assert (len(shadows), len(updates)) == expected
+
+
+def test_apply_in_a_function_of_a_tf1_graph_starts_shadows_from_tf1s_cond():
+    """A tf.function traced in a TF1 graph gets TF1's shadow conditional, as every function does."""
+    calls = []
+    tf1_initialized_value = _build._tf1_initialized_value  # pylint: disable=protected-access
+
+    def recording(var):
+        calls.append(var.name)
+        return tf1_initialized_value(var)
+
+    with fresh_graph(), mock.patch.object(_build, "_tf1_initialized_value", recording):
+        w = variable("w")
+        ema = tf1_ema.ExponentialMovingAverage(0.9)
+        tf.function(lambda: ema.apply([w]) and None).get_concrete_function()
+    assert calls == ["w:0"]

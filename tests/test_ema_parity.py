@@ -910,9 +910,14 @@ def _error_assign_moving_average_dtype_mismatch(cls, amv):
     amv(v1.Variable(np.zeros(3, np.float32), name="avg"), tf.ones([3], tf.float64), 0.9)
 
 
+def _error_assign_moving_average_int_variable_debiased(cls, amv):
+    amv(v1.Variable([0, 0], name="count"), tf.constant([1, 2]), 0.9)
+
+
 ERRORS = {fn.__name__[len("_error_"):]: fn for name, fn in sorted(globals().items()) if name.startswith("_error_")}
 ERROR_TYPES = {
     "assign_moving_average_dtype_mismatch": "TypeError",
+    "assign_moving_average_int_variable_debiased": "TypeError",
     "assign_moving_average_shape_mismatch": "ValueError",
     "float64_decay": "ValueError",
     "int32_decay": "ValueError",

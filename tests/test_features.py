@@ -597,3 +597,11 @@ def test_bad_arguments_raise_in_the_constructor_naming_the_fix(graph, args, kwar
     kwargs = {k: step if v is STEP else v for k, v in kwargs.items()}
     with pytest.raises(error, match=message):
         ExponentialMovingAverage(*args, **kwargs)
+
+
+def test_wider_shadow_update_keeps_its_op_name():
+    """With shadow_dtype, each update is one assign named by its AssignMovingAvg scope (as before the builder was shared)."""
+    with tf.Graph().as_default() as g:
+        w = tf.compat.v1.get_variable("w", [3], tf.float16)
+        ExponentialMovingAverage(0.9, shadow_dtype=tf.float32).apply([w])
+        assert g.get_operation_by_name("ExponentialMovingAverage/AssignMovingAvg").type == "AssignVariableOp"

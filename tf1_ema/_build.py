@@ -492,8 +492,10 @@ class _PublicOps:
     """TF1's ops through the public API: with these the recipe builds TF1's graph op for op."""
 
     @staticmethod
-    def one(dtype):  # pylint: disable=unused-argument
-        return 1  # TF1 parity: a Python 1, so every use makes its own constant, as in TF1
+    def one(dtype, literal=1):  # pylint: disable=unused-argument
+        # TF1 parity: TF1 writes `1` and `1.0` as Python numbers, each use its own
+        # constant (and an integer variable fails on `1.0` with TF1's TypeError).
+        return literal
 
     @staticmethod
     def sub(x, y):
@@ -541,7 +543,7 @@ class _FastOps:
         self.graph = graph
         self._ones: Dict[Any, tf.Tensor] = {}
 
-    def one(self, dtype):
+    def one(self, dtype, literal=1):  # pylint: disable=unused-argument
         if dtype not in self._ones:
             self._ones[dtype] = tf.constant(1, dtype=dtype)
         return self._ones[dtype]
@@ -607,10 +609,12 @@ def _update_pair(ops, shadow, value, one_minus_decay, name, debias_variables=(),
         local_step += 1
         shadow      = biased / (1 - (1 - one_minus_decay) ** local_step)
 
-    Beyond TF1: ``value`` is cast to the shadow's dtype (a wider shadow); with
-    ``gates`` each assignment takes effect only where ``gates.update_now`` and
-    the shadow becomes ``value`` where ``gates.copy_now`` (``_math.ema_sequence``);
-    ``copy`` sets the shadow to ``value``.
+    Beyond TF1 (``widen`` or ``gates``): ``value`` is cast to the shadow's
+    dtype, and the new values are computed first and assigned (the same
+    roundings as the assign_sub); with ``gates`` each assignment takes effect
+    only where ``gates.update_now`` and the shadow becomes ``value`` where
+    ``gates.copy_now`` (``_math.ema_sequence``); ``copy`` sets the shadow to
+    ``value``.
 
     Args:
       ops: ``_PUBLIC`` (TF1's graph op for op) or a ``_FastOps``.
@@ -631,24 +635,32 @@ def _update_pair(ops, shadow, value, one_minus_decay, name, debias_variables=(),
         value = tf.cast(value, shadow.dtype.base_dtype)
     if copy:
         return ops.assign(shadow, value, name=name)
+    beyond_tf1 = widen or gates is not None
     if not debias_variables:
         # TF1 parity: `v - (v - value) * k` as an assign_sub, not `decay * v + k * value`;
         # the two round differently.
         delta = ops.mul(ops.sub(shadow, value) if diff is None else diff, one_minus_decay)
-        if gates is None:
+        if not beyond_tf1:
             return ops.assign_sub(shadow, delta, name=name)
-        return ops.assign(shadow, gates.select(shadow - delta, shadow, value), name=name)
+        average = shadow - delta
+        if gates is not None:
+            average = gates.select(average, shadow, value)
+        return ops.assign(shadow, average, name=name)
     biased, local_step = debias_variables
-    one = ops.one(shadow.dtype.base_dtype)
+    dtype = shadow.dtype.base_dtype
     delta = ops.mul(ops.sub(biased, value), one_minus_decay)
-    if gates is None:
+    if not beyond_tf1:
         biased_now = ops.value_after(biased, ops.assign_sub(biased, delta))
-        step = ops.value_after(local_step, ops.assign_add(local_step, one))
+        step = ops.value_after(local_step, ops.assign_add(local_step, ops.one(dtype)))
     else:
-        biased_now = ops.value_after(biased, ops.assign(biased, tf.where(gates.update_now, biased - delta, biased)))
-        steps = tf.cast(gates.update_now, local_step.dtype.base_dtype)
+        average = biased - delta
+        steps = 1
+        if gates is not None:
+            average = tf.where(gates.update_now, average, biased)
+            steps = tf.cast(gates.update_now, local_step.dtype.base_dtype)
+        biased_now = ops.value_after(biased, ops.assign(biased, average))
         step = ops.value_after(local_step, ops.assign_add(local_step, steps))
-    bias_factor = ops.sub(one, ops.pow(ops.sub(one, one_minus_decay), step))
+    bias_factor = ops.sub(ops.one(dtype), ops.pow(ops.sub(ops.one(dtype, 1.0), one_minus_decay), step))
     unbiased = ops.div(biased_now, bias_factor)
     if gates is not None:
         # Before the first update bias_factor is 0 and `unbiased` NaN; the gates never select it then.
@@ -734,15 +746,21 @@ class _Debiaser:
 # -- Building: TF1's route (any context) and the fast route (TF1 graphs) --------
 
 
-def _one_minus_decay(decay, dtype, name: Optional[str] = None):
+def _one_minus_decay(decay, dtype, name: Optional[str] = None, cache: Optional[dict] = None):
     """``1 - decay`` in decay's dtype (float32 for a Python float), then cast to ``dtype``.
 
     TF1 parity: the subtraction happens before the cast, in decay's own dtype.
+    With ``cache`` (a dict kept by the caller) each is built once per decay
+    and dtype.
     """
-    one_minus_decay = tf.convert_to_tensor(1.0 - decay, name=name)
-    if one_minus_decay.dtype != dtype:
-        one_minus_decay = tf.cast(one_minus_decay, dtype)
-    return one_minus_decay
+    cache = {} if cache is None else cache
+    key = decay.ref() if isinstance(decay, tf.Tensor) else decay
+    if (key, None) not in cache:
+        cache[key, None] = tf.convert_to_tensor(1.0 - decay, name=name)
+    if (key, dtype) not in cache:
+        base = cache[key, None]
+        cache[key, dtype] = base if base.dtype == dtype else tf.cast(base, dtype)
+    return cache[key, dtype]
 
 
 def _here() -> Optional[str]:
@@ -950,13 +968,9 @@ def build_updates(pairs: Sequence[Pair], fast: bool = True) -> List:
     if one_by_one:
         ops = _FastOps(graph)
         debiaser = _Debiaser(graph, fast=True)
-        one_minus_decay = {}  # (decay, dtype) -> tensor
+        one_minus_decay = {}  # (decay, dtype or None) -> tensor
         for pair in one_by_one:
-            dtype = pair.shadow.dtype.base_dtype
-            key = pair.decay.ref() if isinstance(pair.decay, tf.Tensor) else pair.decay
-            if (key, dtype) not in one_minus_decay:
-                one_minus_decay[key, dtype] = _one_minus_decay(pair.decay, dtype)
-            k = one_minus_decay[key, dtype]
+            k = _one_minus_decay(pair.decay, pair.shadow.dtype.base_dtype, cache=one_minus_decay)
             with graph.name_scope("AssignMovingAvg") as scope:
                 debias_variables = debiaser.create(pair.shadow, pair.value, k) if pair.debias else ()
                 updates.append(_update_pair(ops, pair.shadow, pair.value, k, scope, debias_variables))

@@ -58,13 +58,14 @@ def _strip_output_index(name: str) -> str:
 
 
 def _fast_graph() -> bool:
-    """Whether ``apply()`` may build the fast graph (see ``tf1_ema._build``, ``tf1_ema._update_op``).
+    """Whether ``apply()`` builds the fast graph (see ``tf1_ema._build``, ``tf1_ema._update_op``).
 
-    It may unless ``TF1_EMA_FAST=0``; ``tf1_ema._build`` then decides per
-    context and variable (eager mode, functions, distribution strategies and
-    op callbacks get TF1's graph op for op).
+    It does unless ``TF1_EMA_FAST=0``, in eager mode, inside a function, under
+    a distribution strategy or with op callbacks installed (asked here, before
+    the shadows are lifted out of a function); there it builds TF1's graph op
+    for op. ``tf1_ema._build`` also decides per variable.
     """
-    return _update_op.fast_path_enabled()
+    return _update_op.fast_path_enabled() and _build.update_blocker() is None
 
 
 # ---------------------------------------------------------------------------

@@ -321,3 +321,58 @@ def test_stock_assign_moving_average_is_tensorflows_own():
     assign = _tf_internal.stock_assign_moving_average()
     assert assign is sys.modules["tensorflow.python.training.moving_averages"].assign_moving_average
     assert assign.__module__ == "tensorflow.python.training.moving_averages"
+
+
+def test_stored_variables_is_get_variables_store(graph):
+    """stored_variables holds what get_variable created, by name, and a name recorded there makes get_variable refuse it."""
+    w = v1.get_variable("w", shape=[2])
+    store = _tf_internal.stored_variables()
+    assert store["w"] is w
+    store["x"] = w
+    with pytest.raises(ValueError, match="already exists"):
+        v1.get_variable("x", shape=[2])
+
+
+def test_shadow_sync_agg_trainable_is_get_variables_default_for_a_slot(graph):
+    """shadow_sync_agg_trainable gives AUTO synchronization, no aggregation and not trainable."""
+    assert _tf_internal.shadow_sync_agg_trainable("w/") == (
+        tf.VariableSynchronization.AUTO, v1.VariableAggregation.NONE, False,
+    )
+
+
+def test_ref_dtype_is_the_reference_type():
+    """ref_dtype of float32 is float32_ref, whose base dtype is float32."""
+    assert _tf_internal.ref_dtype(tf.float32).name == "float32_ref"
+    assert _tf_internal.ref_dtype(tf.float32).base_dtype == tf.float32
+
+
+def _variable_state(variable):
+    """What a slot variable's Python object says about itself (its ops aside)."""
+    return (
+        type(variable), variable.name, variable.trainable, variable.synchronization, variable.aggregation,
+        variable.constraint, variable.dtype, variable.shape.as_list(), variable.initializer.name,
+        variable.op.name, variable.value().op.type,
+        _tf_internal.caching_device(variable), _tf_internal.save_slice_info(variable),
+    )
+
+
+def test_ref_variable_from_ops_matches_get_variable():
+    """fast _build's ref shadow object (ref_variable_from_ops) says what get_variable's says."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+
+    from tf1_ema import _build  # pylint: disable=g-import-not-at-top
+
+    states = []
+    for fast in (True, False):
+        with tf.Graph().as_default() as g:
+            if fast:
+                variable = _build._new_ref_variable(g, "s/", tf.constant([1.0, 2.0]), tf.float32)  # pylint: disable=protected-access
+            else:
+                with v1.variable_scope("s"):
+                    variable = v1.get_variable("", initializer=tf.constant([1.0, 2.0]), trainable=False, use_resource=False)
+            assert g.get_collection(v1.GraphKeys.GLOBAL_VARIABLES) == [variable]
+            with v1.Session() as sess:
+                sess.run(variable.initializer)
+                np.testing.assert_array_equal(sess.run(variable), [1.0, 2.0])
+            states.append(_variable_state(variable))
+    assert states[0] == states[1]

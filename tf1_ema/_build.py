@@ -152,6 +152,31 @@ def _read_op(graph, handle, dtype):
     return _op(graph, "ReadVariableOp", [handle], [dtype], dtype=_type_attr(dtype)).outputs[0]
 
 
+def _new_ref_variable(graph, name: str, initial_value, dtype):
+    """A ``RefVariable`` as ``get_variable`` makes a shadow from the tensor ``initial_value``, minus its guard walk.
+
+    ``name`` is the variable scope's name with a trailing ``/``. The ops (a
+    ``VariableV2``, its ``Assign`` initializer, the ``read`` snapshot), their
+    names and colocation are ``RefVariable._init_from_args``'s. What is left
+    out is ``Variable.__init__``'s rewrite of the initial value, which would
+    wrap our ``RefSwitch``/``Merge`` in a second v1 cond per shadow and scan
+    every global variable for each (TF1's first step, 0.79 of stock, instead
+    of 0.25); ``_initialized_value`` guards the variable's own initial value
+    instead, which is all the rewrite changes values of. The caller records it
+    in the variable store under TF1's key.
+    """
+    t = _type_attr(dtype)
+    with tf.init_scope(), graph.name_scope(name) as scope:  # TF1 parity: Variable.__init__ lifts into init_scope
+        ref = _op(graph, "VariableV2", [], [_tf_internal.ref_dtype(dtype)], name=scope,
+                  shape=_attr(shape=initial_value.shape.as_proto()), dtype=t, container=_attr(s=b""),
+                  shared_name=_attr(s=b""))  # fmt: skip
+        ref = ref.outputs[0]
+        initializer_op = _ref_op(graph, "Assign", [ref, initial_value], [ref.dtype], T=t, validate_shape=_attr(b=True))
+        with graph.colocate_with(ref.op):
+            snapshot = _identity(graph, ref, "read")
+    return _tf_internal.ref_variable_from_ops(graph, name, ref, initial_value, initializer_op, snapshot)
+
+
 def _is_plain_variable(v) -> bool:
     """A resource or ref variable of the base classes, not a subclass or a wrapper."""
     return _tf_internal.is_plain_variable(v)
@@ -274,16 +299,17 @@ def _initialized_value(graph, var, ema_name: str):
     (``VarIsInitializedOp``/``IsVariableInitialized`` and ``cond``).
     """
     initial_value = var.initial_value
+    if not _v1.control_flow_v2_enabled():
+        # TF1 parity: Variable.__init__ walks TF1's v1 Merge into the initial
+        # value and reads other ref variables there through their initialized
+        # values (an If stops that walk, and a ref shadow is built without
+        # it). The walk's rewrite of the branch that reads `var` itself
+        # changes no value, so only this one is kept.
+        guard_prefix = _tf_internal.shared_name(var) + "/" + ema_name + "/"
+        initial_value = _tf_internal.guard_uninitialized(guard_prefix, initial_value)
     dtype = var.dtype.base_dtype
     t = _type_attr(dtype)
     is_ref = _tf_internal.is_ref_variable(var)
-    if not is_ref and not _v1.control_flow_v2_enabled():
-        # TF1 parity: Variable.__init__ walks TF1's v1 Merge into the initial
-        # value and reads other ref variables there through their initialized
-        # values. It stops at an If, so the initial value inside ours is
-        # guarded here; our RefSwitch/Merge it walks itself, as TF1's.
-        guard_prefix = _tf_internal.shared_name(var) + "/" + ema_name + "/"
-        initial_value = _tf_internal.guard_uninitialized(guard_prefix, initial_value)
     if is_ref:
         ref = _tf_internal.variable_ref(var)
         with graph.device(var.device):
@@ -350,8 +376,11 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
 
     TF1's slot creator: ``get_variable("")`` in a variable scope named after
     the primary, colocated with it. ``initial_value`` is a tensor or, with
-    ``shape`` and ``dtype``, an initializer. ``fast`` only says that no
-    distribution strategy is active, so the colocation is the graph's own.
+    ``shape`` and ``dtype``, an initializer. ``fast`` says that no
+    distribution strategy is active, so the colocation is the graph's own;
+    with it a ref variable's shadow is ``_new_ref_variable`` (recorded in the
+    variable store as ``get_variable`` records it), unless its name is taken,
+    where ``get_variable`` raises TF1's error.
     """
     prefix = _tf_internal.shared_name(primary) if isinstance(primary, tf.Variable) else primary.op.name
     with _v1.variable_scope(None, default_name=prefix + "/" + ema_name):
@@ -362,6 +391,12 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
         else:
             colocation = tf.distribute.get_strategy().extended.colocate_vars_with(primary)
         with colocation:
+            full_name = _v1.get_variable_scope().name + "/"
+            if fast and _tf_internal.is_ref_variable(primary) and full_name not in _tf_internal.stored_variables():
+                with graph.name_scope(None):
+                    shadow = _new_ref_variable(graph, full_name, initial_value, initial_value.dtype.base_dtype)
+                _tf_internal.stored_variables()[full_name] = shadow
+                return shadow
             validate_shape = shape is not None or initial_value.get_shape().is_fully_defined()
             return _slot_variable(primary, initial_value, validate_shape, shape, dtype)
 

@@ -22,10 +22,13 @@ What it holds:
   (``variable_scope_store``, ``FastSubscopeClosing``), context checks
   (``op_callbacks_active``, ``has_variable_creator``), op creation
   (``create_op``, ``graph_container``), initial values
-  (``guard_uninitialized``) and variable kinds (``is_ref_variable``,
+  (``guard_uninitialized``), variable kinds (``is_ref_variable``,
   ``is_plain_variable``, ``is_uncached_resource_variable``,
-  ``caching_device``, ``variable_ref``, ``save_slice_info``). Variables
-  themselves are always made by ``get_variable``.
+  ``caching_device``, ``variable_ref``, ``save_slice_info``), and the one
+  variable not made by ``get_variable``: a ref variable's shadow
+  (``ref_variable_from_ops``, ``ref_dtype``, ``shadow_sync_agg_trainable``,
+  ``stored_variables``), because ``get_variable`` would wrap its initial
+  value in a second v1 cond and scan every global variable per shadow.
 
 No other module of tf1_ema imports ``tensorflow.python`` or reads a private
 attribute of a TensorFlow object, except ``tf1_ema.v1``, whose
@@ -284,9 +287,12 @@ except ImportError as exc:  # pragma: no cover - only on a TensorFlow that moved
 _FAST_REQUIREMENTS = (
     ("ops.Graph._create_op_internal", lambda: _ops.Graph._create_op_internal),
     ("ops.Graph._container", lambda: _ops.Graph()._container),
+    ("ops.Graph._graph_key", lambda: _ops.Graph()._graph_key),
     ("ops.Graph._variable_creator_stack", lambda: _ops.Graph()._variable_creator_stack),
     ("op_callbacks.should_invoke_op_callbacks", lambda: _op_callbacks.should_invoke_op_callbacks),
+    ("variable_scope._get_default_variable_store", lambda: _vs._get_default_variable_store),
     ("variable_scope.get_variable_scope_store", lambda: _vs.get_variable_scope_store),
+    ("_VariableStore._vars", lambda: _vs._VariableStore()._vars),
     (
         "_VariableScopeStore.close_variable_subscopes",
         lambda: _vs._VariableScopeStore.close_variable_subscopes,
@@ -296,7 +302,12 @@ _FAST_REQUIREMENTS = (
         "variables._try_guard_against_uninitialized_dependencies",
         lambda: _variables._try_guard_against_uninitialized_dependencies,
     ),
+    (
+        "variables.validate_synchronization_aggregation_trainable",
+        lambda: _variables.validate_synchronization_aggregation_trainable,
+    ),
     ("RefVariable._ref", lambda: _ref_variable.RefVariable._ref),
+    ("DType._as_ref", lambda: tf.float32._as_ref),
 )
 _fast_blocker_state: dict = {}
 
@@ -350,6 +361,17 @@ def has_variable_creator(graph) -> bool:
     if stack is None:
         return True
     return bool(stack)
+
+
+def stored_variables() -> dict:
+    """The default ``_VariableStore``'s ``{name: variable}`` dict (mutable) that ``get_variable`` consults.
+
+    TF1 parity: a shadow built fast is recorded there under the name TF1's
+    ``get_variable`` would record it, so a later ``get_variable`` of that
+    name raises "already exists" as in TF1.
+    """
+    _require_fast()
+    return _vs._get_default_variable_store()._vars  # pylint: disable=protected-access
 
 
 def variable_scope_store():
@@ -416,6 +438,14 @@ def guard_uninitialized(name: str, value):
     return _variables._try_guard_against_uninitialized_dependencies(name, value)  # pylint: disable=protected-access
 
 
+def shadow_sync_agg_trainable(name: str):
+    """The (synchronization, aggregation, trainable) ``get_variable`` gives a shadow named ``name``."""
+    _require_fast()
+    return _variables.validate_synchronization_aggregation_trainable(
+        tf.VariableSynchronization.AUTO, tf.compat.v1.VariableAggregation.NONE, False, name
+    )
+
+
 def create_op(graph, op_type: str, inputs, out_dtypes, name=None, input_types=None, attrs=None):
     """``graph.create_op`` without its deprecation wrapper: the op exactly as a generated wrapper makes it.
 
@@ -434,6 +464,12 @@ def graph_container(graph) -> str:
     """The container ``tf.compat.v1.container`` set on ``graph`` ("" outside one); no public reader."""
     _require_fast()
     return graph._container or ""  # pylint: disable=protected-access
+
+
+def ref_dtype(dtype):
+    """The reference dtype of ``dtype`` (``float32_ref``): a ``VariableV2`` op's output type."""
+    _require_fast()
+    return tf.as_dtype(dtype)._as_ref  # pylint: disable=protected-access
 
 
 def is_ref_variable(v) -> bool:
@@ -468,3 +504,32 @@ def variable_ref(variable):
 def save_slice_info(variable):
     """The save-slice info of a partitioned variable's part, else None."""
     return getattr(variable, "_save_slice_info", None)
+
+
+def ref_variable_from_ops(graph, name: str, ref, initial_value, initializer_op, snapshot):
+    """A ``RefVariable`` around ops built as ``RefVariable._init_from_args`` builds them.
+
+    TF1 parity: the attributes are those ``_init_from_args`` sets for a
+    shadow (non-trainable, no caching device, constraint or slice info). Adds
+    the variable to ``GLOBAL_VARIABLES``.
+    """
+    _require_fast()
+    variable = object.__new__(_ref_variable.RefVariable)
+    # pylint: disable=protected-access
+    variable._in_graph_mode = True
+    variable._graph_key = graph._graph_key
+    synchronization, aggregation, trainable = shadow_sync_agg_trainable(name)
+    variable._synchronization = synchronization
+    variable._aggregation = aggregation
+    variable._trainable = trainable
+    variable._initial_value = initial_value
+    variable._variable = ref
+    variable._name = ref.name
+    variable._initializer_op = initializer_op
+    variable._snapshot = snapshot
+    graph.add_to_collections([tf.compat.v1.GraphKeys.GLOBAL_VARIABLES], variable)
+    variable._caching_device = None
+    variable._save_slice_info = None
+    variable._constraint = None
+    # pylint: enable=protected-access
+    return variable

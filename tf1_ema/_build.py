@@ -6,9 +6,10 @@ for every route: TF1 graphs, eager mode, functions and distribution
 strategies (``public_update``, also behind ``assign_moving_average``), the
 fast TF1 graph (``build_updates``) and the fused op's leftovers
 (``plain_updates``). Naming, scoping, colocation, debias variables and
-``1 - decay`` are written once, and every variable is made by TF1's public
-``get_variable``; what varies is behind one switch, ``fast``: the
-initial-value conditional and the op set the recipe is written in (``_PublicOps``: TF1's graph op for op; ``_FastOps``:
+``1 - decay`` are written once, and variables are made by TF1's public
+``get_variable`` (ref shadows aside, below); what varies is behind one
+switch, ``fast``: the initial-value conditional and the op set the recipe is
+written in (``_PublicOps``: TF1's graph op for op; ``_FastOps``:
 the same kernels without wrapper overhead), plus the fused op of
 ``tf1_ema._update_op`` for plain pairs.
 
@@ -40,7 +41,11 @@ builds the same variables and the same values with less:
   ``get_variable("")`` in the variable scope TF1 opens (names, variable
   store, attributes and colocation are TF1's own code's); only variable
   scopes close their sub-scopes by bisection instead of a scan per shadow
-  (``_tf_internal.FastSubscopeClosing``), which keeps ``apply()`` linear;
+  (``_tf_internal.FastSubscopeClosing``), which keeps ``apply()`` linear.
+  The one exception is a ref variable's shadow (TF1 mode, what ``tf1-ema
+  run`` gives): ``get_variable`` would wrap its conditional in a second v1
+  cond and scan every global variable per shadow (first step 0.79 of stock
+  instead of 0.25), so ``_new_ref_variable`` builds the same ops and object;
 * ``one_minus_decay`` is computed once per decay and dtype, and each update
   is the kernels TF1 runs on the same inputs (``Sub``, ``Mul``,
   ``AssignSub``; TF1's debiasing ops), so every bit matches; debias variables

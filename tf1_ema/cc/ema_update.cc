@@ -335,7 +335,7 @@ class UpdateResourceBase : public OpKernel {
 
  protected:
   // Updates pairs [lo, hi): looks their variables up, locks them, checks
-  // every pair, then computes. Nothing is written before every pair passed.
+  // every pair, then computes. Nothing is written before all of them passed.
   absl::Status UpdatePairs(OpKernelContext* ctx, int lo, int hi, float one_minus_decay) {
     const int shadows = hi - lo;
     std::vector<const tensorflow::ResourceHandle*> handles;
@@ -478,11 +478,13 @@ class Tf1EmaUpdateOp : public UpdateResourceBase {
 // The variables are looked up in the resource manager every run, as the
 // ReadVariableOps and AssignSubVariableOps of TF1's graph do, so a variable
 // deleted and created again under its name is always the one updated, even
-// while another op still holds the deleted one. To keep that affordable with
-// thousands of variables, the pairs are updated a group at a time: a group's
-// variables are looked up, locked, checked and updated while they are still
-// in the processor's cache, where one pass per step over all of them would
-// fetch each from memory four times (lookup, lock, check, update).
+// while another op still holds the deleted one (a cache that trusted a
+// variable still alive would update the deleted one there). To keep that
+// affordable with thousands of variables, the pairs are updated a group at a
+// time: a group's variables are looked up, locked, checked and updated while
+// they are still in the processor's cache, where four passes over all of
+// them (lookup, lock, check, update) find each evicted again. A group's locks
+// are held for its update only; TF1's graph holds one variable's per op.
 class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
  public:
   explicit Tf1EmaUpdateByNameOp(OpKernelConstruction* ctx) : UpdateResourceBase(ctx) {
@@ -514,6 +516,8 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
   void Compute(OpKernelContext* ctx) override {
     float one_minus_decay;
     OP_REQUIRES_OK(ctx, OneMinusDecay(ctx, ctx->num_inputs() - 1, &one_minus_decay));
+    // A failing group leaves the groups before it updated, as a failing op
+    // of TF1's graph leaves the updates that already ran.
     for (int lo = 0; lo < n_; lo += group_) {
       OP_REQUIRES_OK(ctx, UpdatePairs(ctx, lo, std::min(n_, lo + group_), one_minus_decay));
     }

@@ -414,10 +414,14 @@ class UpdateResourceBase : public OpKernel {
         fresh.emplace_back(var, std::move(tmp));
       }
     }
+    Computing(lo, segments);
     RunSegments(ctx, segments, one_minus_decay);
     for (auto& [var, tmp] : fresh) *var->tensor() = std::move(tmp);
     return absl::OkStatus();
   }
+
+  // Told the segments of pairs [lo, ...) just before they are computed.
+  virtual void Computing(int lo, const std::vector<Segment>& segments) {}
 
   // The handles of pairs [lo, hi): their shadows', then the value variables'
   // of those below M.
@@ -518,7 +522,9 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
     OP_REQUIRES_OK(ctx, OneMinusDecay(ctx, ctx->num_inputs() - 1, &one_minus_decay));
     // A failing group leaves the groups before it updated, as a failing op
     // of TF1's graph leaves the updates that already ran.
+    Prefetch(0);
     for (int lo = 0; lo < n_; lo += group_) {
+      if (lo + group_ < n_) Prefetch(lo / group_ + 1);
       OP_REQUIRES_OK(ctx, UpdatePairs(ctx, lo, std::min(n_, lo + group_), one_minus_decay));
     }
   }
@@ -562,17 +568,53 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
     return absl::OkStatus();
   }
 
+  // Remembers the memory this run of a group touches, for Prefetch next run.
+  void Computing(int lo, const std::vector<Segment>& segments) override {
+    Group& group = *groups_[lo / group_];
+    tensorflow::mutex_lock l(group.mu);
+    group.memory.clear();
+    for (const Var* var : group.vars) group.memory.emplace_back(var, kBytesAtVariable);
+    for (const Segment& g : segments) {
+      const int64_t bytes = g.size * tensorflow::DataTypeSize(g.dtype);
+      group.memory.emplace_back(g.shadow, bytes);
+      group.memory.emplace_back(g.value, bytes);
+    }
+  }
+
+  // Asks the processor to fetch what group `g` touched last run: each step
+  // otherwise starts with its variables out of cache (other graphs ran in
+  // between), and the lookups, locks and reads would wait for memory one
+  // cache miss after another. Only a hint: the addresses are those of the
+  // last run, never read here (a prefetch cannot fault, even on memory freed
+  // since), and the variables used are the ones looked up this run.
+  void Prefetch(int g) {
+    Group& group = *groups_[g];
+    tensorflow::mutex_lock l(group.mu);
+    for (const auto& [address, bytes] : group.memory) {
+      const char* p = static_cast<const char*>(address);
+      for (int64_t b = 0; b < bytes; b += kCacheLine) __builtin_prefetch(p + b);
+    }
+  }
+
  private:
   // Pairs per group: a group's variables, values and shadows fit in the
   // processor's cache, and sorting its lock order stays cheap.
   static constexpr int kPairsPerGroup = 128;
+  static constexpr int64_t kCacheLine = 64;
+  // Bytes prefetched from a variable's address: the Var, and after it the
+  // resource manager's copy of its name, allocated right after it when the
+  // variable was created (measured: about 6% off a step of workload C
+  // against prefetching the Var alone).
+  static constexpr int64_t kBytesAtVariable = 320;
 
   // The variables of a group's last run, compared by address only (never
-  // dereferenced), and their lock order.
+  // dereferenced), their lock order, and the memory the run touched
+  // (address, bytes), for Prefetch.
   struct Group {
     tensorflow::mutex mu;
     std::vector<const Var*> vars;
     std::vector<std::pair<Var*, bool>> order;
+    std::vector<std::pair<const void*, int64_t>> memory;
   };
 
   std::vector<tensorflow::ResourceHandle> handles_;

@@ -575,7 +575,7 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
     group.memory.clear();
     for (const Var* var : group.vars) group.memory.emplace_back(var, kBytesAtVariable);
     for (const Segment& g : segments) {
-      const int64_t bytes = g.size * tensorflow::DataTypeSize(g.dtype);
+      const int64_t bytes = std::min<int64_t>(g.size * tensorflow::DataTypeSize(g.dtype), kBytesAtTensor);
       group.memory.emplace_back(g.shadow, bytes);
       group.memory.emplace_back(g.value, bytes);
     }
@@ -606,6 +606,11 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
   // variable was created (measured: about 6% off a step of workload C
   // against prefetching the Var alone).
   static constexpr int64_t kBytesAtVariable = 320;
+  // Bytes prefetched from the start of a shadow's or value's data: a small
+  // tensor whole; of a large one only enough for the processor's own
+  // prefetcher to follow (a whole 256 MiB shadow would take longer to
+  // prefetch, one line at a time on one thread, than to update).
+  static constexpr int64_t kBytesAtTensor = 512;
 
   // The variables of a group's last run, compared by address only (never
   // dereferenced), their lock order, and the memory the run touched

@@ -601,10 +601,10 @@ class Tf1EmaUpdateByNameOp : public UpdateResourceBase {
   // processor's cache, and sorting its lock order stays cheap.
   static constexpr int kPairsPerGroup = 128;
   static constexpr int64_t kCacheLine = 64;
-  // Bytes prefetched from a variable's address: the Var, and after it the
-  // resource manager's copy of its name, allocated right after it when the
-  // variable was created (measured: about 6% off a step of workload C
-  // against prefetching the Var alone).
+  // Bytes prefetched from a variable's address: the Var, and the bytes after
+  // it, where the resource manager's copy of its name usually lies (the
+  // manager allocates it right after the Var is created). Measured: about
+  // 6% off a step of workload C against prefetching the Var alone.
   static constexpr int64_t kBytesAtVariable = 320;
   // Bytes prefetched from the start of a shadow's or value's data: a small
   // tensor whole; of a large one only enough for the processor's own

@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 
 import ml_dtypes
 import numpy as np
@@ -314,6 +316,78 @@ def test_a_variable_replaced_between_runs_is_the_one_updated(fast, session):
         session.run(value.assign([2.0 * round_, 2.0]))
         session.run(update)
         assert session.run(shadow).tolist() == [2.0 + round_, 5.0]
+
+
+def test_a_variable_replaced_while_another_op_holds_it_is_the_one_updated(fast, session):
+    """A value variable replaced while a slow op of another run still holds the deleted one is looked up anew."""
+    big = [v1.get_variable(n, initializer=tf.zeros([1 << 24]), use_resource=True) for n in ("big_s", "big_v")]
+    held = v1.get_variable("held", initializer=[0.0, 0.0], use_resource=True)
+    shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
+    value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
+    # The slow op holds the variable behind `value` while it updates 16 Mi elements, so
+    # a cache that trusted a variable still alive would find the deleted one here.
+    hold = fast["module"].tf1_ema_update(shadows=[big[0].handle, held.handle], variables=[big[1].handle, value.handle],
+                                         tensors=[], one_minus_decay=0.5)  # fmt: skip
+    update = _update_op.fused_update([shadow], [value], 0.5)
+    new_value = v1.placeholder(tf.float32, [2])
+    replace = [tf.raw_ops.DestroyResourceOp(resource=value.handle), value.initializer, value.assign(new_value)]
+    session.run(v1.global_variables_initializer())
+
+    def replace_and_update(x):
+        for op in replace:
+            session.run(op, {new_value: x})
+        before = session.run(shadow)
+        session.run(update)
+        return before
+
+    def hold_once(started):
+        started.set()
+        try:
+            session.run(hold)
+        except tf.errors.FailedPreconditionError:
+            pass  # it started late, when `value` was deleted: this round tests less, not wrongly
+
+    for _ in range(2):  # every run once first: a run that builds its executor would outlast the hold
+        replace_and_update([0.0, 0.0])
+        start = time.perf_counter()
+        session.run(hold)
+        took = time.perf_counter() - start
+    for round_ in range(3):
+        started = threading.Event()
+        holder = threading.Thread(target=hold_once, args=(started,))
+        holder.start()
+        started.wait()
+        time.sleep(took / 4)
+        x = np.float32([2.0, 2.0 * round_ + 1.0])
+        before = replace_and_update(x)
+        assert_same_bits(session.run(shadow), before - (before - x) * np.float32(0.5))
+        holder.join()
+
+
+def test_named_pairs_past_the_first_group_fail_like_read_variable_op(fast, session):
+    """With more named pairs than one group of the kernel holds, an uninitialized shadow in a later group fails the run."""
+    values = [v1.get_variable("v%d" % i, initializer=[1.0, 2.0], use_resource=True) for i in range(300)]
+    shadows = [v1.get_variable("s%d" % i, initializer=[4.0, 8.0], use_resource=True) for i in range(300)]
+    update = _update_op.fused_update(shadows, values, 0.5)
+    assert "Tf1EmaUpdateByName" in op_types(session.graph)
+    session.run([v.initializer for v in values + shadows[:-1]])
+    with pytest.raises(tf.errors.FailedPreconditionError, match="variable s299"):
+        session.run(update)
+
+
+def test_the_by_name_op_reads_the_old_value_of_a_shadow_also_named_as_a_value(fast, session):
+    """Named both as a shadow and as another pair's value, a variable is read before it is updated, as by handle."""
+    rng = np.random.default_rng(9)
+    w, s1, s2 = (v1.get_variable(n, initializer=random_data(rng, tf.float32, (257,), 0.0), use_resource=True)
+                 for n in ("w", "s1", "s2"))  # fmt: skip
+    update = fast["module"].tf1_ema_update_by_name(tensors=[], one_minus_decay=0.25, N=2, M=2, containers=[""] * 4,
+                                                   shared_names=["s1", "s2", "w", "s1"])  # fmt: skip
+    session.run(v1.global_variables_initializer())
+    w0, a, b = session.run([w, s1, s2])
+    session.run(update)
+    k = np.float32(0.25)
+    assert_same_bits(session.run(s1), a - (a - w0) * k)
+    assert_same_bits(session.run(s2), b - (b - a) * k)
 
 
 def test_the_raw_op_rejects_a_non_float_variable(fast, session):

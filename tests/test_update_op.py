@@ -328,7 +328,7 @@ def test_a_variable_replaced_while_another_op_holds_it_is_the_one_updated(fast, 
     # a cache that trusted a variable still alive would find the deleted one here.
     hold = fast["module"].tf1_ema_update(shadows=[big[0].handle, held.handle], variables=[big[1].handle, value.handle],
                                          tensors=[], one_minus_decay=0.5)  # fmt: skip
-    update = _update_op.fused_update([shadow], [value], 0.5)
+    update = _build.plain_updates([shadow], [value], 0.5)
     new_value = v1.placeholder(tf.float32, [2])
     replace = [tf.raw_ops.DestroyResourceOp(resource=value.handle), value.initializer, value.assign(new_value)]
     session.run(v1.global_variables_initializer())
@@ -368,7 +368,7 @@ def test_named_pairs_past_the_first_group_fail_like_read_variable_op(fast, sessi
     """With more named pairs than one group of the kernel holds, an uninitialized shadow in a later group fails the run."""
     values = [v1.get_variable("v%d" % i, initializer=[1.0, 2.0], use_resource=True) for i in range(300)]
     shadows = [v1.get_variable("s%d" % i, initializer=[4.0, 8.0], use_resource=True) for i in range(300)]
-    update = _update_op.fused_update(shadows, values, 0.5)
+    update = _build.plain_updates(shadows, values, 0.5)
     assert "Tf1EmaUpdateByName" in op_types(session.graph)
     session.run([v.initializer for v in values + shadows[:-1]])
     with pytest.raises(tf.errors.FailedPreconditionError, match="variable s299"):

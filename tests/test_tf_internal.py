@@ -288,13 +288,14 @@ def test_graph_container_is_the_enclosing_container(graph):
 
 
 def test_variable_kind_predicates(graph):
-    """is_ref_variable, is_plain_variable, is_uncached_resource_variable tell kinds apart."""
+    """is_ref_variable, is_resource_variable_instance, is_plain_variable, is_uncached_resource_variable tell kinds apart."""
     resource = v1.Variable(1.0, use_resource=True)
     ref = v1.Variable(1.0, use_resource=False)
     with v1.variable_scope("s", caching_device="/cpu:0"):
         cached = v1.get_variable("c", shape=[], use_resource=True)
     tensor = tf.constant(1.0)
     assert [_tf_internal.is_ref_variable(v) for v in (resource, ref, tensor)] == [False, True, False]
+    assert [_tf_internal.is_resource_variable_instance(v) for v in (resource, ref, tensor)] == [True, False, False]
     assert [_tf_internal.is_plain_variable(v) for v in (resource, ref, tensor)] == [True, True, False]
     assert [_tf_internal.is_uncached_resource_variable(v) for v in (resource, ref, cached)] == [True, False, False]
     assert _tf_internal.caching_device(cached) == "/cpu:0" and _tf_internal.caching_device(resource) is None
@@ -356,8 +357,9 @@ def _variable_state(variable):
     )
 
 
-def test_ref_variable_from_ops_matches_get_variable():
-    """fast _build's ref shadow object (ref_variable_from_ops) says what get_variable's says."""
+@pytest.mark.parametrize("use_resource", [True, False], ids=["resource", "ref"])
+def test_variable_from_ops_matches_get_variable(use_resource):
+    """fast _build's variable objects (resource_variable_from_ops / ref_variable_from_ops) say what get_variable's say."""
     import numpy as np  # pylint: disable=g-import-not-at-top
 
     from tf1_ema import _build  # pylint: disable=g-import-not-at-top
@@ -366,13 +368,26 @@ def test_ref_variable_from_ops_matches_get_variable():
     for fast in (True, False):
         with tf.Graph().as_default() as g:
             if fast:
-                variable = _build._new_ref_variable(g, "s/", tf.constant([1.0, 2.0]), tf.float32)  # pylint: disable=protected-access
+                new = _build._new_resource_variable if use_resource else _build._new_ref_variable  # pylint: disable=protected-access
+                variable = new(g, "s/", tf.constant([1.0, 2.0]), tf.float32)
             else:
                 with v1.variable_scope("s"):
-                    variable = v1.get_variable("", initializer=tf.constant([1.0, 2.0]), trainable=False, use_resource=False)
+                    variable = v1.get_variable(
+                        "", initializer=tf.constant([1.0, 2.0]), trainable=False, use_resource=use_resource
+                    )
             assert g.get_collection(v1.GraphKeys.GLOBAL_VARIABLES) == [variable]
             with v1.Session() as sess:
                 sess.run(variable.initializer)
                 np.testing.assert_array_equal(sess.run(variable), [1.0, 2.0])
             states.append(_variable_state(variable))
     assert states[0] == states[1]
+
+
+def test_attr_scope_sets_an_attribute_on_ops_built_inside(graph):
+    """attr_scope gives ops created inside it the attribute (as Variable.__init__'s _class scope does)."""
+    attr = v1.AttrValue(list=v1.AttrValue.ListValue(s=[b"loc:@w"]))
+    with _tf_internal.attr_scope(graph, {"_class": attr}):
+        inside = tf.constant(1.0)
+    outside = tf.constant(2.0)
+    assert list(inside.op.get_attr("_class")) == [b"loc:@w"]
+    assert "_class" not in outside.op.node_def.attr

@@ -24,11 +24,12 @@ What it holds:
   (``create_op``, ``graph_container``), initial values
   (``guard_uninitialized``), variable kinds (``is_ref_variable``,
   ``is_plain_variable``, ``is_uncached_resource_variable``,
-  ``caching_device``, ``variable_ref``, ``save_slice_info``), and the one
-  variable not made by ``get_variable``: a ref variable's shadow
-  (``ref_variable_from_ops``, ``ref_dtype``, ``shadow_sync_agg_trainable``,
-  ``stored_variables``), because ``get_variable`` would wrap its initial
-  value in a second v1 cond and scan every global variable per shadow.
+  ``caching_device``, ``variable_ref``, ``save_slice_info``), and a
+  variable's shadow built without ``get_variable``'s overhead
+  (``resource_variable_from_ops``, ``ref_variable_from_ops``, ``attr_scope``,
+  ``ref_dtype``, ``shadow_sync_agg_trainable``, ``stored_variables``,
+  ``is_resource_variable_instance``); see ``tf1_ema._build`` for the
+  measurements that keep it.
 
 No other module of tf1_ema imports ``tensorflow.python`` or reads a private
 attribute of a TensorFlow object, except ``tf1_ema.v1``, whose
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import weakref
 
 import tensorflow as tf
 
@@ -286,6 +288,7 @@ except ImportError as exc:  # pragma: no cover - only on a TensorFlow that moved
 # Every internal the helpers below touch on a class or module, checked once.
 _FAST_REQUIREMENTS = (
     ("ops.Graph._create_op_internal", lambda: _ops.Graph._create_op_internal),
+    ("ops.Graph._attr_scope", lambda: _ops.Graph._attr_scope),
     ("ops.Graph._container", lambda: _ops.Graph()._container),
     ("ops.Graph._graph_key", lambda: _ops.Graph()._graph_key),
     ("ops.Graph._variable_creator_stack", lambda: _ops.Graph()._variable_creator_stack),
@@ -306,6 +309,7 @@ _FAST_REQUIREMENTS = (
         "variables.validate_synchronization_aggregation_trainable",
         lambda: _variables.validate_synchronization_aggregation_trainable,
     ),
+    ("resource_variable_ops.BaseResourceVariable.__init__", lambda: _rv.BaseResourceVariable.__init__),
     ("RefVariable._ref", lambda: _ref_variable.RefVariable._ref),
     ("DType._as_ref", lambda: tf.float32._as_ref),
 )
@@ -460,6 +464,12 @@ def create_op(graph, op_type: str, inputs, out_dtypes, name=None, input_types=No
     return graph._create_op_internal(op_type, list(inputs), list(out_dtypes), name=name, attrs=attrs, **kwargs)
 
 
+def attr_scope(graph, attrs: dict):
+    """``Graph._attr_scope(attrs)``: the private attribute scope ``Variable.__init__`` opens (``_class``)."""
+    _require_fast()
+    return graph._attr_scope(attrs)  # pylint: disable=protected-access
+
+
 def graph_container(graph) -> str:
     """The container ``tf.compat.v1.container`` set on ``graph`` ("" outside one); no public reader."""
     _require_fast()
@@ -475,6 +485,11 @@ def ref_dtype(dtype):
 def is_ref_variable(v) -> bool:
     """True for a TF1 ref variable (``RefVariable`` or a subclass); the class has no public name."""
     return isinstance(v, _ref_variable.RefVariable)
+
+
+def is_resource_variable_instance(v) -> bool:
+    """True for a ``ResourceVariable`` (or subclass), not for things that only act as one."""
+    return _rv is not None and isinstance(v, _rv.ResourceVariable)
 
 
 def is_plain_variable(v) -> bool:
@@ -504,6 +519,49 @@ def variable_ref(variable):
 def save_slice_info(variable):
     """The save-slice info of a partitioned variable's part, else None."""
     return getattr(variable, "_save_slice_info", None)
+
+
+def resource_variable_from_ops(
+    graph, name: str, handle_name: str, handle, read, initial_value, initializer, is_initialized, shape, dtype
+):
+    """A ``ResourceVariable`` around ops built as ``ResourceVariable._init_from_args`` builds them.
+
+    TF1 parity: the Python object is the one ``get_variable`` makes for a
+    shadow (non-trainable, AUTO synchronization, no constraint), through
+    ``BaseResourceVariable.__init__`` as ``_init_from_args`` calls it; only
+    the op construction (done by the caller) is skipped. Adds the variable
+    to ``GLOBAL_VARIABLES``.
+    """
+    _require_fast()
+    variable = object.__new__(_rv.ResourceVariable)
+    synchronization, aggregation, trainable = shadow_sync_agg_trainable(name)
+    handle._parent_trackable = weakref.ref(variable)  # pylint: disable=protected-access
+    handle._name = handle_name + ":0"  # pylint: disable=protected-access
+    handle._unique_id = handle_name  # pylint: disable=protected-access
+    _rv.BaseResourceVariable.__init__(
+        variable,
+        trainable=trainable,
+        shape=shape,
+        dtype=dtype,
+        handle=handle,
+        synchronization=synchronization,
+        constraint=None,
+        aggregation=aggregation,
+        distribute_strategy=None,
+        name=name,
+        unique_id=handle_name,
+        handle_name=handle_name,
+        graph_element=read,
+        initial_value=initial_value,
+        initializer_op=initializer,
+        is_initialized_op=is_initialized,
+        cached_value=None,
+        caching_device=None,
+        validate_shape=True,
+        in_graph_mode=True,
+    )
+    graph.add_to_collections([tf.compat.v1.GraphKeys.GLOBAL_VARIABLES], variable)
+    return variable
 
 
 def ref_variable_from_ops(graph, name: str, ref, initial_value, initializer_op, snapshot):

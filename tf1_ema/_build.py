@@ -68,8 +68,10 @@ value, name of a variable or checkpoint:
   above, not TF1's ``If`` with two functions per
   variable (v2 control flow) or v1 ``cond`` with a ``CondContext``: the graph
   has at most two library functions per dtype instead of two per variable, no
-  ``cond_context`` entries (under v1 control flow ``get_variable`` still
-  guards a ref variable's branches with a v1 cond, as it guards TF1's);
+  ``cond_context`` entries, and under v1 control flow TF1's guard rewrite is
+  applied to the variable's initial value only, not to the branch reading
+  the variable itself (a rewrite that changes no value but adds a second
+  conditional per variable);
 * the update shares ``one_minus_decay`` (and, debiasing, the constant 1)
   and leaves out TF1's unread read-after-write, so ops inside each
   ``AssignMovingAvg`` scope have other names (the scopes and the grouped op
@@ -84,8 +86,9 @@ initializer, its read), the conditional, and TF's Grappler, which
 every first ``session.run`` spends time on per node; see
 benchmarks/bench_first_step.py.
 
-The TensorFlow internals this needs (variable kinds, variable-scope counts,
-op creation without generated wrappers) are named helpers
+The TensorFlow internals this needs (variable kinds and objects, the variable
+store, variable-scope counts, attribute scopes, op creation without generated
+wrappers) are named helpers
 of ``tf1_ema._tf_internal``; where one is missing, ``scope_blocker`` and
 ``update_blocker`` say so and everything is built with ``fast`` off.
 tests/test_build.py checks what is built here against TF1, variable
@@ -102,6 +105,7 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tu
 import tensorflow as tf
 
 from tf1_ema import _tf_internal
+from tf1_ema import _update_op
 
 _v1 = tf.compat.v1
 
@@ -451,26 +455,22 @@ def _create_shadow(graph, primary, ema_name: str, colocate: bool, initial_value,
     prefix = _tf_internal.shared_name(primary) if isinstance(primary, tf.Variable) else primary.op.name
     with _v1.variable_scope(None, default_name=prefix + "/" + ema_name):
         if not colocate:
-            colocation = _no_scope()
+            colocation = contextlib.nullcontext()
         elif fast:  # no strategy here: the default strategy's colocate_vars_with, without its overhead
             colocation = graph.colocate_with(primary.op)
         else:
             colocation = tf.distribute.get_strategy().extended.colocate_vars_with(primary)
         with colocation:
             full_name = _v1.get_variable_scope().name + "/"
-            if fast and isinstance(primary, tf.Variable) and full_name not in _tf_internal.stored_variables():
+            store = _tf_internal.stored_variables() if fast else None
+            if fast and isinstance(primary, tf.Variable) and full_name not in store:
                 new_variable = _new_ref_variable if _tf_internal.is_ref_variable(primary) else _new_resource_variable
                 with graph.name_scope(None):
                     shadow = new_variable(graph, full_name, initial_value, initial_value.dtype.base_dtype)
-                _tf_internal.stored_variables()[full_name] = shadow
+                store[full_name] = shadow
                 return shadow
             validate_shape = shape is not None or initial_value.get_shape().is_fully_defined()
             return _slot_variable(primary, initial_value, validate_shape, shape, dtype)
-
-
-def _no_scope():
-    """A context manager that does nothing."""
-    return contextlib.nullcontext()
 
 
 def _shadow_of_variable(graph, var, ema_name: str, dtype, fast: bool):
@@ -526,7 +526,7 @@ def create_shadows(var_list: Iterable, ema_name: str, dtypes: Optional[Sequence]
     graph = _v1.get_default_graph()
     fast = fast and scope_blocker(graph) is None
     shadows = {}
-    with _tf_internal.FastSubscopeClosing() if fast else _no_scope():
+    with _tf_internal.FastSubscopeClosing() if fast else contextlib.nullcontext():
         for primary, dtype in zip(var_list, dtypes):
             if primary.ref() in shadows:
                 continue
@@ -980,8 +980,6 @@ def plain_updates(shadows: Sequence, values: Sequence, one_minus_decay, name: Op
     Raises:
       ValueError: if ``shadows`` and ``values`` differ in length.
     """
-    from tf1_ema import _update_op  # pylint: disable=import-outside-toplevel  # it builds on this module
-
     shadows = list(shadows)
     values = list(values)
     if len(shadows) != len(values):

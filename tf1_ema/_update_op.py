@@ -479,21 +479,6 @@ def _gpu_present() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-def library_for(variable):
-    """The loaded op module if ops on ``variable``'s device can use it, else None.
-
-    None with ``TF1_EMA_FAST=0``, when the library cannot be built, and for a
-    variable that may live on a GPU or another job (the ops have CPU kernels
-    only).
-    """
-    if not fast_path_enabled():
-        return None
-    library = load_library()
-    if library is None or not _on_local_cpu(variable, _gpu_present()):
-        return None
-    return library
-
-
 def _on_local_cpu(v, gpu_present: bool) -> bool:
     """Whether ``v`` surely lives on a CPU of this process, where the op has a kernel."""
     spec = tf.DeviceSpec.from_string(v.device or "")

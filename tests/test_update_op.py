@@ -284,10 +284,16 @@ def test_graph_mode_names_the_variables_and_adds_no_per_variable_op(fast, sessio
         assert_same_bits(got, want)
 
 
-def test_variables_deleted_and_created_again_are_found_again(fast, session):
-    """A deleted variable fails the op with TensorFlow's error; created again under its name, it is found again."""
+def _shadow_and_value():
+    """A resource shadow ``s`` = [4, 8] and its value ``v`` = [0, 0], as the replacement tests use them."""
     shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
     value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
+    return shadow, value
+
+
+def test_variables_deleted_and_created_again_are_found_again(fast, session):
+    """A deleted variable fails the op with TensorFlow's error; created again under its name, it is found again."""
+    shadow, value = _shadow_and_value()
     update = _build.plain_updates([shadow], [value], 0.5)
     session.run(v1.global_variables_initializer())
     session.run(update)
@@ -304,8 +310,7 @@ def test_variables_deleted_and_created_again_are_found_again(fast, session):
 
 def test_a_variable_replaced_between_runs_is_the_one_updated(fast, session):
     """A variable deleted and created again between two successful runs is looked up again, not taken from a cache."""
-    shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
-    value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
+    shadow, value = _shadow_and_value()
     update = _build.plain_updates([shadow], [value], 0.5)
     session.run(v1.global_variables_initializer())
     session.run(update)
@@ -322,8 +327,7 @@ def test_a_variable_replaced_while_another_op_holds_it_is_the_one_updated(fast, 
     """A value variable replaced while a slow op of another run still holds the deleted one is looked up anew."""
     big = [v1.get_variable(n, initializer=tf.zeros([1 << 24]), use_resource=True) for n in ("big_s", "big_v")]
     held = v1.get_variable("held", initializer=[0.0, 0.0], use_resource=True)
-    shadow = v1.get_variable("s", initializer=[4.0, 8.0], use_resource=True)
-    value = v1.get_variable("v", initializer=[0.0, 0.0], use_resource=True)
+    shadow, value = _shadow_and_value()
     # The slow op holds the variable behind `value` while it updates 16 Mi elements, so
     # a cache that trusted a variable still alive would find the deleted one here.
     hold = fast["module"].tf1_ema_update(shadows=[big[0].handle, held.handle], variables=[big[1].handle, value.handle],
@@ -375,21 +379,6 @@ def test_named_pairs_past_the_first_group_fail_like_read_variable_op(fast, sessi
         session.run(update)
 
 
-def test_the_by_name_op_reads_the_old_value_of_a_shadow_also_named_as_a_value(fast, session):
-    """Named both as a shadow and as another pair's value, a variable is read before it is updated, as by handle."""
-    rng = np.random.default_rng(9)
-    w, s1, s2 = (v1.get_variable(n, initializer=random_data(rng, tf.float32, (257,), 0.0), use_resource=True)
-                 for n in ("w", "s1", "s2"))  # fmt: skip
-    update = fast["module"].tf1_ema_update_by_name(tensors=[], one_minus_decay=0.25, N=2, M=2, containers=[""] * 4,
-                                                   shared_names=["s1", "s2", "w", "s1"])  # fmt: skip
-    session.run(v1.global_variables_initializer())
-    w0, a, b = session.run([w, s1, s2])
-    session.run(update)
-    k = np.float32(0.25)
-    assert_same_bits(session.run(s1), a - (a - w0) * k)
-    assert_same_bits(session.run(s2), b - (b - a) * k)
-
-
 def test_the_raw_op_rejects_a_non_float_variable(fast, session):
     """An int32 variable reaching the kernel (no type constraint covers variables) is an error, not a skipped update."""
     shadow = v1.get_variable("shadow", initializer=[4, 8], dtype=tf.int32, use_resource=True)
@@ -411,13 +400,23 @@ def test_fused_update_sends_non_float_variables_to_graph_ops(fast, session):
     del update
 
 
-def test_the_raw_op_reads_the_old_value_of_a_shadow_that_is_also_a_value(fast, session):
-    """Given a shadow that is also another pair's value, the kernel computes from its old value, as TF1 reads it."""
-    rng = np.random.default_rng(8)
+def _update_by_handle(module, w, s1, s2):
+    return module.tf1_ema_update(shadows=[s1.handle, s2.handle], variables=[w.handle, s1.handle], tensors=[],
+                                 one_minus_decay=0.25)  # fmt: skip
+
+
+def _update_by_name(module, w, s1, s2):
+    return module.tf1_ema_update_by_name(tensors=[], one_minus_decay=0.25, N=2, M=2, containers=[""] * 4,
+                                         shared_names=["s1", "s2", "w", "s1"])  # fmt: skip
+
+
+@pytest.mark.parametrize("seed, make_update", [(8, _update_by_handle), (9, _update_by_name)], ids=["by-handle", "by-name"])
+def test_the_raw_op_reads_the_old_value_of_a_shadow_that_is_also_a_value(fast, session, seed, make_update):
+    """Given a shadow that is also another pair's value (by handle or by name), the kernel computes from its old value, as TF1 reads it."""
+    rng = np.random.default_rng(seed)
     w, s1, s2 = (v1.get_variable(n, initializer=random_data(rng, tf.float32, (257,), 0.0), use_resource=True)
                  for n in ("w", "s1", "s2"))  # fmt: skip
-    update = fast["module"].tf1_ema_update(shadows=[s1.handle, s2.handle], variables=[w.handle, s1.handle],
-                                           tensors=[], one_minus_decay=0.25)  # fmt: skip
+    update = make_update(fast["module"], w, s1, s2)
     session.run(v1.global_variables_initializer())
     w0, a, b = session.run([w, s1, s2])
     session.run(update)
